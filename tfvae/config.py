@@ -1,0 +1,160 @@
+"""The one frozen config that the command line, the notebooks and the tests all build."""
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from tfvae.errors import TfvaeError
+
+CHOICES = {
+    "model": ("conv", "mlp"),
+    "dataset": ("mnist", "fashion_mnist"),
+    "binarize": ("dynamic", "static", "none"),
+    "likelihood": ("bernoulli", "gaussian"),
+    "kl": ("analytic", "mc"),
+    "objective": ("elbo", "iwae"),
+    "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
+}
+
+
+def _field(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Saved as config.json; enough to rebuild model and data."""
+
+    model: str = _field("conv", "conv: TensorFlow's CVAE tutorial network; mlp: fully connected")
+    latent_dim: int = _field(20, "size of z; 2 gives the manifold picture, 20 a better likelihood")
+    hidden_units: tuple = _field((400,), "mlp hidden layer sizes (784-400-20 is the classic VAE)")
+    conditional: bool = _field(False, "condition encoder and decoder on the label")
+    dataset: str = _field("mnist", "which MNIST-like dataset")
+    data_dir: typing.Optional[str] = _field(
+        None, "directory of the four IDX .gz files (default: $TFVAE_DATA_DIR, then tfds)")
+    binarize: str = _field(
+        "dynamic", "dynamic: fresh Bernoulli pixels each time an image is seen (the standard "
+        "for likelihood numbers); static: threshold at 0.5 as in the tutorial; none: keep "
+        "intensities (use --likelihood gaussian)")
+    train_size: typing.Optional[int] = _field(None, "use only the first N training images")
+    test_size: typing.Optional[int] = _field(None, "use only the first N test images")
+    likelihood: str = _field("bernoulli", "p(x|z): bernoulli for binary pixels, gaussian for "
+                             "intensities (with a learned scale)")
+    kl: str = _field("analytic", "analytic KL has lower-variance gradients than the tutorial's "
+                     "single-sample Monte Carlo estimate (mc)")
+    objective: str = _field("elbo", "training loss: elbo, or iwae (Burda et al.'s k-sample bound)")
+    k: int = _field(1, "importance samples per image for --objective iwae")
+    kl_warmup_epochs: int = _field(0, "ramp the KL weight linearly from 0 to 1 over N epochs")
+    epochs: int = _field(10, "passes over the training set")
+    batch_size: int = _field(128, "global batch size (split across replicas)")
+    learning_rate: float = _field(1e-3, "Adam learning rate")
+    seed: int = _field(0, "seeds weights, shuffling, binarization and sampling")
+    steps_per_call: int = _field(
+        50, "training steps per compiled call: amortises Python overhead on small batches")
+    jit_compile: bool = _field(True, "compile steps with XLA")
+    eval_batch_size: int = _field(1000, "batch size for test-set evaluation")
+    checkpoint_every: int = _field(0, "also checkpoint every N steps (0: at each epoch's end)")
+    strategy: str = _field("auto", "tf.distribute strategy; auto: mirrored on several GPUs")
+    mixed_precision: bool = _field(
+        False, "mixed_float16 on GPU, mixed_bfloat16 on CPU; logits and loss stay float32")
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(Config)
+        for field in dataclasses.fields(self):
+            _check_type(field.name, getattr(self, field.name), hints[field.name])
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise TfvaeError(f"--{_flag(name)} must be one of {', '.join(choices)}, "
+                                 f"not {getattr(self, name)!r}")
+        positive = ["latent_dim", "k", "epochs", "batch_size", "steps_per_call",
+                    "eval_batch_size", "train_size", "test_size"]
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TfvaeError(f"--{_flag(name)} must be at least 1, not {value}")
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            raise TfvaeError(f"--hidden-units must be positive sizes, not {self.hidden_units}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
+        for name in ("kl_warmup_epochs", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise TfvaeError(f"--{_flag(name)} must be 0 or more, not {getattr(self, name)}")
+        if self.objective == "elbo" and self.k != 1:
+            raise TfvaeError("--k applies to --objective iwae: add it or drop --k")
+        if self.binarize == "none" and self.likelihood == "bernoulli":
+            raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
+                             "likelihood cannot score: add --likelihood gaussian")
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+def _check_type(name, value, hint):
+    optional = typing.get_origin(hint) is typing.Union
+    if optional and value is None:
+        return
+    expected = typing.get_args(hint)[0] if optional else hint
+    if expected is tuple:
+        ok = isinstance(value, tuple) and all(type(v) is int for v in value)
+    elif expected is float:
+        ok = type(value) in (int, float)
+    else:
+        ok = type(value) is expected
+    if not ok:
+        raise TfvaeError(f"config key {name!r} must be {expected.__name__}, not {value!r}")
+
+
+def config_from_dict(values):
+    """Builds a Config from a dict such as a parsed config.json, rejecting unknown keys."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TfvaeError(f"unknown config keys: {', '.join(unknown)}")
+    values = dict(values)
+    if isinstance(values.get("hidden_units"), list):
+        values["hidden_units"] = tuple(values["hidden_units"])
+    return Config(**values)
+
+
+def default_run_dir(config):
+    suffix = "-cond" if config.conditional else ""
+    return f"runs/{config.dataset}-{config.model}-z{config.latent_dim}{suffix}"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line naming the flag, with exit status 2."""
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_config_flags(parser, names=None):
+    """Adds a --flag for each Config field (or those in `names`), with its help and default."""
+    for field in dataclasses.fields(Config):
+        if names is not None and field.name not in names:
+            continue
+        flag = "--" + _flag(field.name)
+        help_text = field.metadata["help"]
+        if field.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{help_text} (default: {field.default})")
+        elif field.type is tuple:
+            parser.add_argument(flag, type=int, nargs="+", default=None, metavar="N",
+                                help=f"{help_text} (default: {' '.join(map(str, field.default))})")
+        else:
+            kind = typing.get_args(field.type)[0] if typing.get_args(field.type) else field.type
+            parser.add_argument(flag, type=kind, default=None, choices=CHOICES.get(field.name),
+                                help=f"{help_text} (default: {field.default})")
+
+
+def config_from_args(args, base=None):
+    """Returns `base` (default Config()) with every flag the user gave applied."""
+    base = base or Config()
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name, None) is not None}
+    if isinstance(overrides.get("hidden_units"), list):
+        overrides["hidden_units"] = tuple(overrides["hidden_units"])
+    return dataclasses.replace(base, **overrides)

@@ -1,0 +1,79 @@
+"""The VAE's math as pure functions: log-densities, KL, the ELBO and the IWAE bound.
+
+Shapes: `x` is [batch, 28, 28, 1]; latent tensors are [batch, latent] or, with several samples
+per image, [batch, samples, latent]. Every function returns per-example values (summed over
+pixels and latent dimensions); averaging over the batch is left to the caller.
+"""
+
+import math
+
+import tensorflow as tf
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_normal_pdf(sample, mean, logvar, raxis=-1):
+    """log N(sample; mean, exp(logvar)), summed over `raxis` (TensorFlow's CVAE tutorial)."""
+    return tf.reduce_sum(
+        -0.5 * ((sample - mean) ** 2.0 * tf.exp(-logvar) + logvar + LOG_2PI), axis=raxis)
+
+
+def bernoulli_log_likelihood(x, logits):
+    """log p(x|z) for binary pixels: minus the sigmoid cross-entropy, summed over pixels."""
+    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits)
+    return -tf.reduce_sum(cross_entropy, axis=[-3, -2, -1])
+
+
+def gaussian_log_likelihood(x, logits, log_scale):
+    """log p(x|z) for intensities: N(x; sigmoid(logits), exp(log_scale)^2) summed over pixels.
+
+    One learned scale for all pixels is the calibrated decoder of Rybkin et al. (2021); a fixed
+    scale would weight reconstruction against KL arbitrarily.
+    """
+    mean = tf.sigmoid(logits)
+    return tf.reduce_sum(log_normal_pdf(x, mean, 2.0 * log_scale, raxis=[]),
+                         axis=[-3, -2, -1])
+
+
+def analytic_kl(mean, logvar):
+    """KL(N(mean, exp(logvar)) || N(0, I)) in closed form (Kingma & Welling 2014, App. B)."""
+    return 0.5 * tf.reduce_sum(tf.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
+
+
+def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0):
+    """The ELBO log p(x|z) - KL(q(z|x) || p(z)) for one sample z per image.
+
+    Args:
+      log_px_z: [batch] log-likelihood of each image under its decoded z.
+      z, mean, logvar: [batch, latent].
+      kl: 'mc' estimates the KL from the same z as log q(z|x) - log p(z), which makes the
+        ELBO the tutorial's single-sample log p(x|z) + log p(z) - log q(z|x); 'analytic'
+        uses the closed form.
+      kl_weight: multiplies the KL in the objective (warm-up); the returned 'kl' is unweighted.
+
+    Returns:
+      A dict of [batch] tensors: 'objective' (the weighted ELBO to maximise), 'elbo',
+      'reconstruction' (log p(x|z)) and 'kl'.
+    """
+    if kl == "mc":
+        kl_term = log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, 0.0, 0.0)
+    else:
+        kl_term = analytic_kl(mean, logvar)
+    return {
+        "objective": log_px_z - kl_weight * kl_term,
+        "elbo": log_px_z - kl_term,
+        "reconstruction": log_px_z,
+        "kl": kl_term,
+    }
+
+
+def log_importance_weights(log_px_z, z, mean, logvar):
+    """log p(x, z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k]."""
+    mean, logvar = mean[:, None, :], logvar[:, None, :]
+    return log_px_z + log_normal_pdf(z, 0.0, 0.0) - log_normal_pdf(z, mean, logvar)
+
+
+def iwae_bound(log_weights):
+    """L_k = log (1/k) sum_i w_i (Burda et al. 2015, eq. 8), from log-weights [batch, k]."""
+    k = tf.cast(tf.shape(log_weights)[-1], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=-1) - tf.math.log(k)

@@ -1,0 +1,190 @@
+"""The VAEs: fully connected and convolutional, each optionally conditioned on the label.
+
+The decoder returns logits; the sigmoid is applied only when producing images.
+"""
+
+import keras
+import tensorflow as tf
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+class VAE(keras.Model):
+    """Shared encode / reparameterize / decode / sample for the concrete networks below.
+
+    Subclasses build `self.encoder_layers` (image -> [2 * latent_dim] features) and
+    `self.decoder_layers` (z -> [28, 28, 1] logits) and may override `_encoder_input`.
+    """
+
+    def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
+                 dtype_policy=None, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.likelihood = likelihood
+        self.dtype_policy_name = dtype_policy
+        # Mixed precision: hidden layers compute in the policy's dtype; the layers that produce
+        # the posterior and the logits stay float32, so the loss is computed in float32.
+        self._hidden_dtype = dtype_policy
+        self.log_scale = None
+        if likelihood == "gaussian":
+            self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+
+    @property
+    def conditional(self):
+        return self.num_classes > 0
+
+    def _one_hot(self, labels):
+        if labels is None:
+            raise ValueError("this model is label-conditional: pass labels")
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+    def _encoder_input(self, x, labels):
+        x = keras.ops.reshape(x, (-1, 784))
+        return tf.concat([x, self._one_hot(labels)], -1) if self.conditional else x
+
+    def encode(self, x, labels=None):
+        """Returns the posterior's (mean, logvar), each [batch, latent_dim]."""
+        h = self._encoder_input(tf.cast(x, tf.float32), labels)
+        for layer in self.encoder_layers:
+            h = layer(h)
+        mean, logvar = tf.split(h, num_or_size_splits=2, axis=-1)
+        return mean, logvar
+
+    @staticmethod
+    def reparameterize(mean, logvar, eps):
+        """z = mean + sigma * eps; `eps` comes from the caller so that draws stay seeded."""
+        return mean + tf.exp(0.5 * logvar) * eps
+
+    def decode(self, z, labels=None, apply_sigmoid=False):
+        """Decodes z [batch, latent_dim] to logits [batch, 28, 28, 1] (or probabilities)."""
+        h = tf.concat([z, self._one_hot(labels)], -1) if self.conditional else z
+        for layer in self.decoder_layers:
+            h = layer(h)
+        return tf.sigmoid(h) if apply_sigmoid else h
+
+    def sample(self, eps=None, labels=None, seed=0):
+        """Decodes latents `eps` (default: 100 standard-normal draws from `seed`) to images."""
+        if eps is None:
+            num = 100 if labels is None else len(labels)
+            eps = tf.random.stateless_normal([num, self.latent_dim], seed=[seed, 0])
+        return self.decode(eps, labels, apply_sigmoid=True)
+
+    def call(self, x, labels=None):
+        """Reconstruction logits from the posterior mean, with the posterior (mean, logvar).
+
+        Training samples z explicitly (see tfvae.steps); decoding the mean keeps `call`
+        deterministic, so a saved and reloaded model gives identical outputs.
+        """
+        mean, logvar = self.encode(x, labels)
+        return self.decode(mean, labels), mean, logvar
+
+    def build(self, input_shape):
+        batch = 1
+        labels = tf.zeros([batch], tf.int32) if self.conditional else None
+        self.call(tf.zeros([batch, *IMAGE_SHAPE]), labels)
+        self.built = True
+
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "likelihood": self.likelihood, "dtype_policy": self.dtype_policy_name,
+                "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class MlpVAE(VAE):
+    """The fully connected VAE (Kingma & Welling 2014; PyTorch's example is 784-400-20).
+
+    Args:
+      latent_dim: size of z.
+      hidden_units: sizes of the encoder's hidden layers; the decoder mirrors them.
+      num_classes: 0 for an unconditional model; else the one-hot label is concatenated to
+        the encoder's input and to z.
+      likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
+      dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
+
+    Example:
+      >>> model = MlpVAE(latent_dim=20)
+      >>> mean, logvar = model.encode(tf.zeros([8, 28, 28, 1]))
+      >>> images = model.sample(tf.zeros([8, 20]))  # [8, 28, 28, 1] in (0, 1)
+    """
+
+    def __init__(self, latent_dim=20, hidden_units=(400,), num_classes=0,
+                 likelihood="bernoulli", dtype_policy=None, **kwargs):
+        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
+        self.hidden_units = tuple(hidden_units)
+        dense = keras.layers.Dense
+        self.encoder_layers = [dense(u, activation="relu", dtype=self._hidden_dtype)
+                               for u in self.hidden_units]
+        self.encoder_layers.append(dense(2 * latent_dim, dtype="float32"))
+        self.decoder_layers = [dense(u, activation="relu", dtype=self._hidden_dtype)
+                               for u in reversed(self.hidden_units)]
+        self.decoder_layers += [dense(784, dtype="float32"),
+                                keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")]
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units)}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class ConvVAE(VAE):
+    """The convolutional VAE of TensorFlow's CVAE tutorial.
+
+    Encoder: Conv2D 32 and 64 (3x3, stride 2, ReLU), Flatten, Dense(2 * latent_dim).
+    Decoder: Dense(7*7*32, ReLU), Reshape, Conv2DTranspose 64 and 32 (3x3, stride 2, ReLU),
+    Conv2DTranspose 1 (3x3, stride 1) giving logits.
+
+    Args:
+      latent_dim: size of z.
+      num_classes: 0 for an unconditional model; else the one-hot label enters the encoder as
+        10 constant image channels and the decoder concatenated to z.
+      likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
+      dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
+
+    Example:
+      >>> model = ConvVAE(latent_dim=2, num_classes=10)
+      >>> sevens = model.sample(tf.zeros([4, 2]), labels=[7, 7, 7, 7])
+    """
+
+    def __init__(self, latent_dim=2, num_classes=0, likelihood="bernoulli",
+                 dtype_policy=None, **kwargs):
+        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
+        hidden = self._hidden_dtype
+        conv = keras.layers.Conv2D
+        deconv = keras.layers.Conv2DTranspose
+        self.encoder_layers = [
+            conv(32, 3, strides=2, activation="relu", dtype=hidden),
+            conv(64, 3, strides=2, activation="relu", dtype=hidden),
+            keras.layers.Flatten(dtype=hidden),
+            keras.layers.Dense(2 * latent_dim, dtype="float32"),
+        ]
+        self.decoder_layers = [
+            keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=hidden),
+            keras.layers.Reshape((7, 7, 32), dtype=hidden),
+            deconv(64, 3, strides=2, padding="same", activation="relu", dtype=hidden),
+            deconv(32, 3, strides=2, padding="same", activation="relu", dtype=hidden),
+            deconv(1, 3, strides=1, padding="same", dtype="float32"),
+        ]
+
+    def _encoder_input(self, x, labels):
+        if not self.conditional:
+            return x
+        planes = self._one_hot(labels)[:, None, None, :] * tf.ones_like(x)  # [B, 28, 28, 10]
+        return tf.concat([x, planes], -1)
+
+
+def build_model(config):
+    """The model a Config describes."""
+    from tfvae.data import NUM_CLASSES
+    from tfvae.distribute import dtype_policy_name
+
+    common = dict(latent_dim=config.latent_dim,
+                  num_classes=NUM_CLASSES if config.conditional else 0,
+                  likelihood=config.likelihood,
+                  dtype_policy=dtype_policy_name(config))
+    if config.model == "mlp":
+        model = MlpVAE(hidden_units=config.hidden_units, **common)
+    else:
+        model = ConvVAE(**common)
+    model.build((None, *IMAGE_SHAPE))
+    return model

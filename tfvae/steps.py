@@ -1,0 +1,116 @@
+"""Compiled training and evaluation steps, shared by tfvae.train and tfvae.evaluate.
+
+Steps take tensors only; everything that changes the graph comes from the config when the
+function is built, so a step is traced once.
+"""
+
+import tensorflow as tf
+
+from tfvae import losses
+
+
+def log_likelihood(model, x, logits):
+    """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes."""
+    if model.likelihood == "gaussian":
+        return losses.gaussian_log_likelihood(x, logits, model.log_scale)
+    return losses.bernoulli_log_likelihood(x, logits)
+
+
+def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic", kl_weight=1.0):
+    """The training objective and its terms for each image of a batch.
+
+    Args:
+      x: [B, 28, 28, 1] targets; labels: [B] (used by conditional models); eps: [B, S, latent]
+        standard-normal noise, S = 1 for the ELBO and k for the IWAE bound.
+
+    Returns:
+      A dict of [B] tensors: 'objective' (to maximise), 'elbo', 'reconstruction', 'kl'.
+    """
+    mean, logvar = model.encode(x, labels)
+    if objective == "elbo":
+        z = model.reparameterize(mean, logvar, eps[:, 0])
+        log_px_z = log_likelihood(model, x, model.decode(z, labels))
+        return losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight)
+    log_weights, terms = importance_weights(model, x, labels, mean, logvar, eps, kl_weight)
+    return {"objective": losses.iwae_bound(log_weights), **terms}
+
+
+def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0):
+    """Log importance weights [B, S] for z = mean + sigma * eps, eps [B, S, latent].
+
+    Also returns the sample-averaged ELBO terms of the same draws. With `kl_weight` < 1 the
+    weights are log p(x|z) + kl_weight * (log p(z) - log q(z|x)), the warm-up form.
+    """
+    batch, samples = tf.shape(eps)[0], tf.shape(eps)[1]
+    z = model.reparameterize(mean[:, None], logvar[:, None], eps)  # [B, S, latent]
+    repeated_labels = None if labels is None else tf.repeat(labels, samples)
+    logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
+    log_px_z = log_likelihood(model, x[:, None], tf.reshape(logits, [batch, samples, 28, 28, 1]))
+    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar)  # log p(z) - log q
+    elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
+    terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
+             "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}
+    return log_px_z + kl_weight * log_prior_ratio, terms
+
+
+METRIC_NAMES = ("elbo", "reconstruction", "kl")
+
+
+def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
+    """Builds `train_steps(iterator, first_step, num_steps) -> [num_steps, 3]`.
+
+    Runs `num_steps` optimizer steps in one compiled call. Row i holds the global batch's mean
+    ELBO, reconstruction and KL of step `first_step + i`, computed before that step's update.
+    The loss is the summed per-example objective over the global batch size, so gradients
+    summed across replicas equal one device's on the whole batch.
+    """
+    global_batch = config.batch_size
+
+    @tf.function(jit_compile=config.jit_compile)
+    def gradients(x, labels, eps, kl_weight):
+        with tf.GradientTape() as tape:
+            terms = per_example_terms(model, x, labels, eps, objective=config.objective,
+                                      kl=config.kl, kl_weight=kl_weight)
+            loss = -tf.reduce_sum(terms["objective"]) / global_batch
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        sums = tf.stack([tf.reduce_sum(terms[n]) for n in METRIC_NAMES]) / global_batch
+        return grads, sums
+
+    def replica_step(x, labels, eps, kl_weight):
+        grads, sums = gradients(x, labels, eps, kl_weight)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return sums
+
+    @tf.function
+    def train_steps(iterator, first_step, num_steps):
+        rows = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            step = tf.cast(first_step + tf.cast(i, tf.int64), tf.float32)
+            kl_weight = tf.minimum(1.0, (step + 1.0) / warmup_steps) if warmup_steps else 1.0
+            x, labels, eps = next(iterator)
+            per_replica = strategy.run(replica_step, args=(x, labels, eps, kl_weight))
+            rows = rows.write(i, strategy.reduce("SUM", per_replica, axis=None))
+        return rows.stack()
+
+    return train_steps
+
+
+def make_eval_function(model, config):
+    """Builds `eval_step(x, labels, eps) -> [B, 3]`: per-image ELBO, reconstruction, KL."""
+
+    @tf.function(jit_compile=config.jit_compile)
+    def eval_step(x, labels, eps):
+        terms = per_example_terms(model, x, labels, eps, objective="elbo", kl=config.kl)
+        return tf.stack([terms[n] for n in METRIC_NAMES], axis=1)
+
+    return eval_step
+
+
+def evaluate_elbo(eval_step, batches):
+    """Mean per-image ELBO, reconstruction and KL over a dataset of (x, labels, eps)."""
+    totals, count = tf.zeros([3]), 0
+    for x, labels, eps in batches:
+        totals += tf.reduce_sum(eval_step(x, labels, eps), axis=0)
+        count += int(x.shape[0])
+    return dict(zip(METRIC_NAMES, (totals / count).numpy().tolist()))

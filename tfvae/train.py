@@ -1,0 +1,189 @@
+"""Trains a VAE: `python -m tfvae.train --latent-dim 2`.
+
+Writes into the run directory: config.json, metrics.jsonl, TensorBoard logs, checkpoints, per-
+epoch image grids and, at the end, training.gif. Rerunning the same command resumes.
+"""
+
+import glob
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import data, rundir, steps, viz
+from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
+from tfvae.distribute import make_strategy
+from tfvae.errors import TfvaeError, exit_on_error
+from tfvae.models import build_model
+
+FRAME_PATTERN = "image_at_epoch_{:04d}.png"
+RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
+GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional ones 10 digits x 10 styles
+
+
+def progress_inputs(config, test_x, test_labels):
+    """The latent, labels and test images used for every epoch's pictures, drawn once."""
+    if config.conditional:
+        labels = np.repeat(np.arange(data.NUM_CLASSES), data.NUM_CLASSES)  # one row per digit
+        styles = tf.random.stateless_normal([data.NUM_CLASSES, config.latent_dim],
+                                            seed=[config.seed, 1])
+        z = tf.tile(styles, [data.NUM_CLASSES, 1])  # the same styles in every row
+    else:
+        labels = None
+        z = tf.random.stateless_normal([GRID_SIDE * GRID_SIDE, config.latent_dim],
+                                       seed=[config.seed, 1])
+    return z, labels, test_x[:16], test_labels[:16]
+
+
+def write_pictures(model, config, workdir, epoch, pictures):
+    z, labels, originals, original_labels = pictures
+    rows = data.NUM_CLASSES if config.conditional else GRID_SIDE
+    samples = model.decode(z, labels, apply_sigmoid=True).numpy()
+    viz.save_grid(os.path.join(workdir, FRAME_PATTERN.format(epoch)), samples, rows)
+    logits, _, _ = model(originals, original_labels if config.conditional else None)
+    viz.save_reconstructions(os.path.join(workdir, RECONSTRUCTION_PATTERN.format(epoch)),
+                             originals, tf.sigmoid(logits).numpy())
+
+
+def load_datasets(config):
+    train = data.load_subset(config.dataset, "train", config.data_dir, config.train_size)
+    test_images, test_labels = data.load_subset(config.dataset, "test", config.data_dir,
+                                                config.test_size)
+    return train, data.test_set(test_images, test_labels, config.binarize)
+
+
+def make_optimizer(config, model):
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if model.dtype_policy_name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
+def check_finite(rows, first_step, checkpoint_step):
+    """Stops the run at the first step whose ELBO terms are not finite."""
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        terms = [n for n, v in zip(steps.METRIC_NAMES[1:], rows[i, 1:]) if not np.isfinite(v)]
+        raise TfvaeError(
+            f"training diverged at step {first_step + i + 1}: the {' and '.join(terms) or 'elbo'}"
+            f" term became {rows[i, 1 + steps.METRIC_NAMES[1:].index(terms[0])] if terms else 'nan'}"
+            f"; the last good checkpoint (step {checkpoint_step}) is kept: lower --learning-rate "
+            "and rerun with --overwrite")
+
+
+def train_and_evaluate(config, workdir, overwrite=False):
+    """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics."""
+    keras.utils.set_random_seed(config.seed)  # weight initialisation; all else is stateless
+    tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(config)
+    chief = is_chief(strategy)
+    (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
+    if chief:
+        rundir.prepare(workdir, config, overwrite)
+    outdir = workdir if chief else os.path.join(workdir, f".worker-{strategy.cluster_resolver.task_id}")
+
+    with strategy.scope():
+        model = build_model(config)
+        optimizer = make_optimizer(config, model)
+        global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)
+    manager = rundir.checkpoint_manager(outdir, checkpoint)
+    rundir.restore_latest(manager, checkpoint)
+
+    steps_per_epoch = len(train_images) // config.batch_size
+    step = int(global_step.numpy())
+    start_epoch = step // steps_per_epoch
+    if chief and step:
+        rundir.truncate_metrics(workdir, start_epoch)
+        print(f"resuming {workdir} at epoch {start_epoch + 1}, step {step}")
+    samples = config.k if config.objective == "iwae" else 1
+    batches = data.train_batches(train_images, train_labels, batch_size=config.batch_size,
+                                 seed=config.seed, binarization=config.binarize,
+                                 noise_shape=(samples, config.latent_dim), start_step=step)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    iterator = iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
+    train_steps = steps.make_train_function(model, optimizer, config, strategy,
+                                            warmup_steps=config.kl_warmup_epochs * steps_per_epoch)
+    eval_step = steps.make_eval_function(model, config)
+    test_batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,
+                                     noise_shape=(1, config.latent_dim))
+    pictures = progress_inputs(config, test_x, test_labels)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief else None
+
+    record = rundir.read_metrics(workdir)[-1] if chief and start_epoch else None
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["elbo"],
+                                      verbose=1 if chief else 0)
+        started, train_elbo = time.perf_counter(), []
+        epoch_end = epoch * steps_per_epoch
+        while step < epoch_end:
+            num = min(config.steps_per_call, epoch_end - step)
+            if config.checkpoint_every:
+                num = min(num, config.checkpoint_every - step % config.checkpoint_every)
+            rows = train_steps(iterator, tf.constant(step, tf.int64), tf.constant(num)).numpy()
+            check_finite(rows, step, int(global_step.numpy()))
+            step += num
+            train_elbo.append(rows[:, 0])
+            progbar.update(step - epoch_end + steps_per_epoch, [("elbo", rows[-1, 0])])
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < epoch_end:
+                global_step.assign(step)
+                manager.save(checkpoint_number=step)
+        seconds = time.perf_counter() - started
+        test = steps.evaluate_elbo(eval_step, test_batches)
+        record = {"epoch": epoch, "step": step, "train_elbo": float(np.mean(train_elbo)),
+                  "test_elbo": test["elbo"], "test_reconstruction": test["reconstruction"],
+                  "test_kl": test["kl"], "seconds": seconds,
+                  "images_per_second": steps_per_epoch * config.batch_size / seconds}
+        global_step.assign(step)
+        if chief:
+            write_pictures(model, config, workdir, epoch, pictures)
+            print(f"epoch {epoch}/{config.epochs}: test elbo {test['elbo']:.2f} "
+                  f"(reconstruction {test['reconstruction']:.2f}, kl {test['kl']:.2f}), "
+                  f"train elbo {record['train_elbo']:.2f}, {seconds:.1f} s, "
+                  f"{record['images_per_second']:.0f} images/s", flush=True)
+            rundir.append_metrics(workdir, record)
+            with writer.as_default(step=epoch):
+                for name, value in record.items():
+                    if name != "epoch":
+                        tf.summary.scalar(name, value)
+            writer.flush()
+        manager.save(checkpoint_number=step)
+
+    if chief:
+        frames = sorted(glob.glob(os.path.join(workdir, FRAME_PATTERN.replace("{:04d}", "*"))))
+        if frames:
+            viz.gif_from_pngs(os.path.join(workdir, "training.gif"), frames)
+    return record
+
+
+def main(argv=None):
+    parser = ArgumentParser(prog="python -m tfvae.train", description=__doc__.splitlines()[0])
+    add_config_flags(parser)
+    parser.add_argument("--out", help="run directory (default: runs/DATASET-MODEL-zLATENT)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in --out even if it holds a run")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    workdir = args.out or default_run_dir(config)
+    record = train_and_evaluate(config, workdir, overwrite=args.overwrite)
+    if record is not None:
+        print(f"done: test elbo {record['test_elbo']:.2f} nats; outputs in {workdir}")
+    return record
+
+
+if __name__ == "__main__":
+    exit_on_error(main)()
