@@ -12,8 +12,10 @@ IMAGE_SHAPE = (28, 28, 1)
 class VAE(keras.Model):
     """Shared encode / reparameterize / decode / sample for the concrete networks below.
 
-    Subclasses build `self.encoder_layers` (image -> [2 * latent_dim] features) and
-    `self.decoder_layers` (z -> [28, 28, 1] logits) and may override `_encoder_input`.
+    Subclasses build `self.encoder` (image -> [2 * latent_dim] features) and `self.decoder`
+    (z -> [28, 28, 1] logits), each a keras.Sequential as in TensorFlow's tutorial (a plain
+    list of layers would be invisible to tf.train.Checkpoint), and may override
+    `_encoder_input`.
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
@@ -35,8 +37,19 @@ class VAE(keras.Model):
         return self.num_classes > 0
 
     def _one_hot(self, labels):
+        """Integer labels [B] -> one-hot [B, num_classes].
+
+        A float label vector [B, num_classes] passes through unchanged: a soft mix of classes,
+        which lets tfvae.generate morph one class into another with the style z held fixed.
+        """
         if labels is None:
             raise ValueError("this model is label-conditional: pass labels")
+        labels = tf.convert_to_tensor(labels)
+        if labels.dtype.is_floating and labels.shape.rank == 2:
+            if labels.shape[-1] != self.num_classes:
+                raise ValueError(f"label vectors must have {self.num_classes} entries, "
+                                 f"not {labels.shape[-1]}")
+            return tf.cast(labels, tf.float32)
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
 
     def _encoder_input(self, x, labels):
@@ -45,9 +58,7 @@ class VAE(keras.Model):
 
     def encode(self, x, labels=None):
         """Returns the posterior's (mean, logvar), each [batch, latent_dim]."""
-        h = self._encoder_input(tf.cast(x, tf.float32), labels)
-        for layer in self.encoder_layers:
-            h = layer(h)
+        h = self.encoder(self._encoder_input(tf.cast(x, tf.float32), labels))
         mean, logvar = tf.split(h, num_or_size_splits=2, axis=-1)
         return mean, logvar
 
@@ -57,10 +68,13 @@ class VAE(keras.Model):
         return mean + tf.exp(0.5 * logvar) * eps
 
     def decode(self, z, labels=None, apply_sigmoid=False):
-        """Decodes z [batch, latent_dim] to logits [batch, 28, 28, 1] (or probabilities)."""
+        """Decodes z [batch, latent_dim] to logits [batch, 28, 28, 1] (or probabilities).
+
+        `labels` (conditional models): integer classes [batch], or float class weights
+        [batch, num_classes] such as a blend of two one-hot vectors.
+        """
         h = tf.concat([z, self._one_hot(labels)], -1) if self.conditional else z
-        for layer in self.decoder_layers:
-            h = layer(h)
+        h = self.decoder(h)
         return tf.sigmoid(h) if apply_sigmoid else h
 
     def sample(self, eps=None, labels=None, seed=0):
@@ -114,13 +128,14 @@ class MlpVAE(VAE):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
         self.hidden_units = tuple(hidden_units)
         dense = keras.layers.Dense
-        self.encoder_layers = [dense(u, activation="relu", dtype=self._hidden_dtype)
-                               for u in self.hidden_units]
-        self.encoder_layers.append(dense(2 * latent_dim, dtype="float32"))
-        self.decoder_layers = [dense(u, activation="relu", dtype=self._hidden_dtype)
-                               for u in reversed(self.hidden_units)]
-        self.decoder_layers += [dense(784, dtype="float32"),
-                                keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")]
+        self.encoder = keras.Sequential(
+            [dense(u, activation="relu", dtype=self._hidden_dtype) for u in self.hidden_units]
+            + [dense(2 * latent_dim, dtype="float32")], name="encoder")
+        self.decoder = keras.Sequential(
+            [dense(u, activation="relu", dtype=self._hidden_dtype)
+             for u in reversed(self.hidden_units)]
+            + [dense(784, dtype="float32"), keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")],
+            name="decoder")
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
@@ -152,19 +167,19 @@ class ConvVAE(VAE):
         hidden = self._hidden_dtype
         conv = keras.layers.Conv2D
         deconv = keras.layers.Conv2DTranspose
-        self.encoder_layers = [
+        self.encoder = keras.Sequential([
             conv(32, 3, strides=2, activation="relu", dtype=hidden),
             conv(64, 3, strides=2, activation="relu", dtype=hidden),
             keras.layers.Flatten(dtype=hidden),
             keras.layers.Dense(2 * latent_dim, dtype="float32"),
-        ]
-        self.decoder_layers = [
+        ], name="encoder")
+        self.decoder = keras.Sequential([
             keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=hidden),
             keras.layers.Reshape((7, 7, 32), dtype=hidden),
             deconv(64, 3, strides=2, padding="same", activation="relu", dtype=hidden),
             deconv(32, 3, strides=2, padding="same", activation="relu", dtype=hidden),
             deconv(1, 3, strides=1, padding="same", dtype="float32"),
-        ]
+        ], name="decoder")
 
     def _encoder_input(self, x, labels):
         if not self.conditional:

@@ -1,0 +1,57 @@
+"""The config and the command line reject bad input with one clear line."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tfvae import rundir, train
+from tfvae.config import Config, config_from_dict
+from tfvae.errors import TfvaeError
+
+
+def test_defaults_are_valid_and_frozen():
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.latent_dim = 3
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"latent_dim": 0}, "--latent-dim must be at least 1"),
+    ({"model": "resnet"}, "--model must be one of conv, mlp"),
+    ({"learning_rate": -1.0}, "--learning-rate must be positive"),
+    ({"latent_dim": "2"}, "'latent_dim' must be int"),
+    ({"k": 5}, "--k applies to --objective iwae"),
+    ({"binarize": "none"}, "add --likelihood gaussian"),
+    ({"hidden_units": (0,)}, "--hidden-units"),
+])
+def test_bad_values_are_rejected(changes, message):
+    with pytest.raises(TfvaeError, match=message):
+        dataclasses.replace(Config(), **changes)
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(TfvaeError, match="unknown config keys: colour"):
+        config_from_dict({"colour": "red"})
+
+
+def test_config_json_round_trip(tmp_path):
+    config = Config(model="mlp", hidden_units=(30, 20), latent_dim=7, conditional=True)
+    rundir.prepare(str(tmp_path), config)
+    assert rundir.load_config(str(tmp_path)) == config
+    assert json.loads((tmp_path / "config.json").read_text())["hidden_units"] == [30, 20]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--latent-dim", "0"], "--latent-dim must be at least 1"),
+    (["--latent-dim", "two"], "argument --latent-dim: invalid int value: 'two'"),
+    (["--dataset", "cifar10"], "argument --dataset: invalid choice: 'cifar10'"),
+    (["--epochs", "-3"], "--epochs must be at least 1"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_command_line_errors_are_one_line_with_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.exit_on_error(train.main)(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,0 +1,74 @@
+"""The VAE's math against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import losses
+
+
+def test_log_normal_pdf_matches_the_gaussian_density():
+    rng = np.random.default_rng(0)
+    x, mean, logvar = (rng.normal(size=(5, 3)).astype(np.float32) for _ in range(3))
+    expected = np.sum(-0.5 * np.log(2 * np.pi * np.exp(logvar))
+                      - (x - mean) ** 2 / (2 * np.exp(logvar)), axis=1)
+    np.testing.assert_allclose(losses.log_normal_pdf(x, mean, logvar), expected, rtol=1e-5)
+
+
+def test_standard_normal_log_density_at_zero():
+    value = losses.log_normal_pdf(tf.zeros([1, 7]), 0.0, 0.0)
+    np.testing.assert_allclose(value, [-0.5 * math.log(2 * math.pi) * 7], rtol=1e-6)
+
+
+def test_analytic_kl_is_zero_for_the_prior_and_matches_the_formula():
+    np.testing.assert_allclose(losses.analytic_kl(tf.zeros([2, 4]), tf.zeros([2, 4])), [0, 0])
+    # One dimension, mean 1, variance e: 0.5 * (e + 1 - 1 - 1).
+    np.testing.assert_allclose(losses.analytic_kl(tf.ones([1, 1]), tf.ones([1, 1])),
+                               [0.5 * (math.e - 1)], rtol=1e-6)
+
+
+def test_monte_carlo_kl_averages_to_the_analytic_kl():
+    mean = tf.constant([[0.5, -1.0, 2.0]])
+    logvar = tf.constant([[-0.5, 0.3, 0.0]])
+    eps = tf.random.stateless_normal([200_000, 3], seed=[1, 2])
+    z = mean + tf.exp(0.5 * logvar) * eps
+    mc = losses.log_normal_pdf(z, mean, logvar) - losses.log_normal_pdf(z, 0.0, 0.0)
+    standard_error = float(tf.math.reduce_std(mc)) / math.sqrt(200_000)
+    assert abs(float(tf.reduce_mean(mc)) - float(losses.analytic_kl(mean, logvar)[0])) \
+        < 4 * standard_error
+
+
+def test_bernoulli_log_likelihood_matches_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 28, 28, 1)).astype(np.float32)
+    x = (rng.uniform(size=logits.shape) < 0.5).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits))
+    expected = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3))
+    np.testing.assert_allclose(losses.bernoulli_log_likelihood(x, logits), expected, rtol=1e-4)
+
+
+def test_gaussian_log_likelihood_matches_numpy():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 28, 28, 1)).astype(np.float32)
+    x = rng.uniform(size=logits.shape).astype(np.float32)
+    log_scale = np.float32(-1.5)
+    mean = 1 / (1 + np.exp(-logits))
+    expected = np.sum(-0.5 * np.log(2 * np.pi) - log_scale
+                      - (x - mean) ** 2 / (2 * np.exp(2 * log_scale)), axis=(1, 2, 3))
+    np.testing.assert_allclose(losses.gaussian_log_likelihood(x, logits, log_scale), expected,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("kl", ["mc", "analytic"])
+def test_elbo_is_reconstruction_minus_kl(kl):
+    z = tf.constant([[0.3, -0.2]])
+    mean, logvar = tf.constant([[0.1, 0.0]]), tf.constant([[-0.2, 0.4]])
+    terms = losses.elbo(tf.constant([-50.0]), z, mean, logvar, kl=kl, kl_weight=0.5)
+    np.testing.assert_allclose(terms["elbo"], terms["reconstruction"] - terms["kl"], rtol=1e-6)
+    np.testing.assert_allclose(terms["objective"], -50.0 - 0.5 * terms["kl"], rtol=1e-6)
+    if kl == "mc":  # the tutorial's log p(x|z) + log p(z) - log q(z|x)
+        tutorial = (-50.0 + losses.log_normal_pdf(z, 0.0, 0.0)
+                    - losses.log_normal_pdf(z, mean, logvar))
+        np.testing.assert_allclose(terms["elbo"], tutorial, rtol=1e-6)
