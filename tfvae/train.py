@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, rundir, steps, viz
+from tfvae import data, generate, rundir, steps, viz
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
 from tfvae.distribute import make_strategy
 from tfvae.errors import TfvaeError, exit_on_error
@@ -144,7 +144,9 @@ def train_and_evaluate(config, workdir, overwrite=False):
                 manager.save(checkpoint_number=step)
         seconds = time.perf_counter() - started
         test = steps.evaluate_elbo(eval_step, test_batches)
-        record = {"epoch": epoch, "step": step, "train_elbo": float(np.mean(train_elbo)),
+        # The last compiled call of an epoch may run fewer steps: concatenate, then average.
+        train_mean = float(np.mean(np.concatenate(train_elbo)))
+        record = {"epoch": epoch, "step": step, "train_elbo": train_mean,
                   "test_elbo": test["elbo"], "test_reconstruction": test["reconstruction"],
                   "test_kl": test["kl"], "seconds": seconds,
                   "images_per_second": steps_per_epoch * config.batch_size / seconds}
@@ -167,6 +169,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
         frames = sorted(glob.glob(os.path.join(workdir, FRAME_PATTERN.replace("{:04d}", "*"))))
         if frames:
             viz.gif_from_pngs(os.path.join(workdir, "training.gif"), frames)
+        generate.write_run_figures(model, config, workdir, test_x, test_labels)
     return record
 
 

@@ -1,0 +1,93 @@
+"""tfvae.viz: arrays to PNG and GIF files, checked by reading the files back."""
+
+import os
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfvae import viz
+
+
+def ramp(frames, size=28):
+    """Distinct images [frames, 28, 28, 1]: frame t is uniformly t / (frames - 1) bright."""
+    levels = np.linspace(0.0, 1.0, frames, dtype=np.float32)
+    return np.ones([frames, size, size, 1], np.float32) * levels[:, None, None, None]
+
+
+def gif_durations(path):
+    with Image.open(path) as gif:
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+        return durations
+
+
+def test_animation_frames_are_upscaled_uint8():
+    frames = viz.animation_frames(ramp(5), scale=4)
+    assert frames.shape == (5, 112, 112) and frames.dtype == np.uint8
+    assert frames[0].max() == 0 and frames[-1].min() == 255
+    rows = viz.animation_frames(np.stack([ramp(5)] * 3, axis=1), scale=4)  # [5, 3, 28, 28, 1]
+    assert rows.shape == (5, 4 * (2 + 28 + 2), 4 * (2 + 3 * 30))
+
+
+def test_animation_frames_clip_out_of_range_values():
+    frames = viz.animation_frames(np.array([[[-0.5] * 28] * 28, [[1.5] * 28] * 28]), scale=1)
+    assert frames[0].max() == 0 and frames[1].min() == 255
+
+
+def test_save_animation_frame_count_size_values_and_holds(tmp_path):
+    path = str(tmp_path / "walk.gif")
+    viz.save_animation(path, ramp(24), scale=4, fps=10, hold_every=12)
+    frames = np.stack(imageio.mimread(path))
+    assert frames.shape[:3] == (24, 112, 112)
+    assert frames.min() == 0 and frames.max() == 255
+    np.testing.assert_array_equal(frames[-1, ..., 0], 255)
+    # The frames the walk passes through are held; the rest play at the frame rate.
+    durations = gif_durations(path)
+    assert durations[0] == durations[12] == 500
+    assert set(durations[1:12] + durations[13:]) == {100}
+    assert os.path.getsize(path) < 2 * 2**20
+
+
+def test_save_manifold_tiles_without_borders(tmp_path):
+    images = ramp(9)
+    path = str(tmp_path / "manifold.png")
+    viz.save_manifold(path, images, grid=3, scale=2)
+    canvas = imageio.imread(path)
+    assert canvas.shape == (3 * 28 * 2, 3 * 28 * 2)
+    # Row by row: tile 5 is the middle row's last column.
+    tile = canvas[56 * 1:56 * 2, 56 * 2:56 * 3]
+    np.testing.assert_array_equal(tile, viz.to_uint8(images[5:6])[0, 0, 0])
+
+
+def test_save_scatter_is_a_png_and_reproducible(tmp_path):
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(300, 2))
+    labels = rng.integers(0, 10, 300)
+    names = [str(d) for d in range(10)]
+    first, second = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    viz.save_scatter(first, points, labels, names, title="test")
+    viz.save_scatter(second, points, labels, names, title="test")
+    with open(first, "rb") as a, open(second, "rb") as b:
+        assert a.read() == b.read()
+    picture = imageio.imread(first)
+    assert picture.shape[:2] == (600, 700) and picture.dtype == np.uint8
+    assert len(np.unique(picture.reshape(-1, picture.shape[-1]), axis=0)) > 10  # colours
+
+
+def test_writers_leave_no_temporary_files(tmp_path):
+    viz.save_grid(str(tmp_path / "grid.png"), ramp(4), rows=2)
+    viz.save_animation(str(tmp_path / "walk.gif"), ramp(3))
+    viz.save_manifold(str(tmp_path / "manifold.png"), ramp(4), grid=2)
+    viz.save_scatter(str(tmp_path / "scatter.png"), np.zeros([3, 2]), [0, 1, 2], "abc")
+    assert sorted(os.listdir(tmp_path)) == ["grid.png", "manifold.png", "scatter.png",
+                                            "walk.gif"]
+
+
+def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):
+    with pytest.raises(Exception):
+        viz.save_gif(str(tmp_path / "broken.gif"), [np.zeros([4, 4]), "not an image"])
+    assert os.listdir(tmp_path) == []
