@@ -8,7 +8,7 @@ import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
 # Overrides for each notebook's `parameters` cell: a real run, shortened to about a minute.
-SHORT = {"EPOCHS": 2, "TRAIN_SIZE": 6000, "TEST_SIZE": 1000, "IWAE_K": 50}
+SHORT = {"EPOCHS": 2, "TRAIN_SIZE": 6000, "TEST_SIZE": 1000, "IWAE_K": 50, "EVAL_SUBSET": 100}
 
 
 def test_there_are_four_notebooks():

@@ -56,13 +56,13 @@ def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0):
 METRIC_NAMES = ("elbo", "reconstruction", "kl")
 
 
-def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
-    """Builds `train_steps(iterator, first_step, num_steps) -> [num_steps, 3]`.
+def make_gradient_function(model, optimizer, config):
+    """Builds `gradients(x, labels, eps, kl_weight) -> (grads, sums)` for one replica's batch.
 
-    Runs `num_steps` optimizer steps in one compiled call. Row i holds the global batch's mean
-    ELBO, reconstruction and KL of step `first_step + i`, computed before that step's update.
-    The loss is the summed per-example objective over the global batch size, so gradients
-    summed across replicas equal one device's on the whole batch.
+    The loss is this replica's summed objective over the GLOBAL batch size, so the replicas'
+    gradients (and `sums`, the mean METRIC_NAMES terms) add up to one device's on the whole
+    batch. Only this part is XLA-compiled under a distribution strategy: applying the
+    gradients makes the optimizer's cross-replica merge_call, which is kept out of XLA.
     """
     global_batch = config.batch_size
 
@@ -72,12 +72,29 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
             terms = per_example_terms(model, x, labels, eps, objective=config.objective,
                                       kl=config.kl, kl_weight=kl_weight)
             loss = -tf.reduce_sum(terms["objective"]) / global_batch
-            scaled = optimizer.scale_loss(loss)
+            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed_float16, else as is
         grads = tape.gradient(scaled, model.trainable_variables)
         sums = tf.stack([tf.reduce_sum(terms[n]) for n in METRIC_NAMES]) / global_batch
         return grads, sums
 
+    return gradients
+
+
+def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
+    """Builds `train_steps(iterator, first_step, num_steps) -> [num_steps, 3]`.
+
+    Runs `num_steps` optimizer steps in one compiled call. Row i holds the global batch's mean
+    ELBO, reconstruction and KL of step `first_step + i`, computed before that step's update.
+    The loss is the summed per-example objective over the global batch size, so gradients
+    summed across replicas equal one device's on the whole batch.
+    """
+    gradients = make_gradient_function(model, optimizer, config)
+
     def replica_step(x, labels, eps, kl_weight):
+        # Copies the batch onto this replica's device: a distributed dataset may hand over
+        # tensors on another one (it does with logical CPUs), and XLA runs the compiled
+        # gradients where its inputs live, far from this replica's variables.
+        x, labels, eps = tf.nest.map_structure(tf.identity, (x, labels, eps))
         grads, sums = gradients(x, labels, eps, kl_weight)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return sums
