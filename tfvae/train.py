@@ -5,8 +5,8 @@ epoch image grids and, at the end, training.gif. Rerunning the same command resu
 """
 
 import glob
-import math
 import os
+import tempfile
 import time
 
 import keras
@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tfvae import data, generate, rundir, steps, viz
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
-from tfvae.distribute import make_strategy
+from tfvae.distribute import (barrier, check_same_step, distribute_batches, is_chief,
+                              make_strategy)
 from tfvae.errors import TfvaeError, exit_on_error
 from tfvae.models import build_model
 
@@ -63,12 +64,14 @@ def make_optimizer(config, model):
     return optimizer
 
 
-def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker"
-                                             and resolver.task_id == 0)
+def save_checkpoint(manager, step, chief):
+    """Saves on every worker, as MultiWorkerMirroredStrategy requires (saving may run
+    collectives); only the chief's copy is kept, the others go to a scratch directory."""
+    if chief:
+        manager.save(checkpoint_number=step)
+        return
+    with tempfile.TemporaryDirectory(prefix="tfvae-worker-") as scratch:
+        manager.checkpoint.write(os.path.join(scratch, "ckpt"))
 
 
 def check_finite(rows, first_step, checkpoint_step):
@@ -86,25 +89,27 @@ def check_finite(rows, first_step, checkpoint_step):
 
 def train_and_evaluate(config, workdir, overwrite=False):
     """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics."""
+    strategy = make_strategy(config)  # first: multi-worker must set up TF before it starts
+    chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)  # weight initialisation; all else is stateless
     tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config)
-    chief = is_chief(strategy)
     (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
     if chief:
         rundir.prepare(workdir, config, overwrite)
-    outdir = workdir if chief else os.path.join(workdir, f".worker-{strategy.cluster_resolver.task_id}")
+    barrier(strategy)  # the others may read the run directory once the chief has (re)made it
 
     with strategy.scope():
         model = build_model(config)
         optimizer = make_optimizer(config, model)
         global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)
-    manager = rundir.checkpoint_manager(outdir, checkpoint)
+    # Every worker resumes from the chief's checkpoints (the run directory must be shared).
+    manager = rundir.checkpoint_manager(workdir, checkpoint)
     rundir.restore_latest(manager, checkpoint)
 
     steps_per_epoch = len(train_images) // config.batch_size
     step = int(global_step.numpy())
+    check_same_step(strategy, step)
     start_epoch = step // steps_per_epoch
     if chief and step:
         rundir.truncate_metrics(workdir, start_epoch)
@@ -113,9 +118,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
     batches = data.train_batches(train_images, train_labels, batch_size=config.batch_size,
                                  seed=config.seed, binarization=config.binarize,
                                  noise_shape=(samples, config.latent_dim), start_step=step)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    iterator = iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
+    iterator = iter(distribute_batches(strategy, batches))
     train_steps = steps.make_train_function(model, optimizer, config, strategy,
                                             warmup_steps=config.kl_warmup_epochs * steps_per_epoch)
     eval_step = steps.make_eval_function(model, config)
@@ -141,7 +144,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
             progbar.update(step - epoch_end + steps_per_epoch, [("elbo", rows[-1, 0])])
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < epoch_end:
                 global_step.assign(step)
-                manager.save(checkpoint_number=step)
+                save_checkpoint(manager, step, chief)
         seconds = time.perf_counter() - started
         test = steps.evaluate_elbo(eval_step, test_batches)
         # The last compiled call of an epoch may run fewer steps: concatenate, then average.
@@ -163,7 +166,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
                     if name != "epoch":
                         tf.summary.scalar(name, value)
             writer.flush()
-        manager.save(checkpoint_number=step)
+        save_checkpoint(manager, step, chief)
 
     if chief:
         frames = sorted(glob.glob(os.path.join(workdir, FRAME_PATTERN.replace("{:04d}", "*"))))
