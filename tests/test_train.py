@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import rundir, train
+from tfvae import data, rundir, steps, train
 from tfvae.config import Config
 from tfvae.models import build_model
 
@@ -49,14 +49,19 @@ def test_outputs_exist_and_are_valid(conv_run):
     assert os.listdir(os.path.join(conv_run, "tensorboard"))
 
 
-def test_checkpoint_restores_into_a_model_built_from_config_json(conv_run, mnist_dir):
+def test_checkpoint_reproduces_the_logged_test_elbo(conv_run, mnist_dir):
     config = rundir.load_config(conv_run)
     model = build_model(config)
     checkpoint = tf.train.Checkpoint(model=model)
     manager = rundir.checkpoint_manager(conv_run, checkpoint)
     checkpoint.restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
-    mean, _ = model.encode(tf.zeros([1, 28, 28, 1]))
-    assert np.isfinite(mean).all() and manager.latest_checkpoint.endswith("-300")
+    assert manager.latest_checkpoint.endswith("-300")
+    test_x, test_labels = train.load_datasets(config)[1]
+    batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,
+                                noise_shape=(1, config.latent_dim))
+    restored = steps.evaluate_elbo(steps.make_eval_function(model, config), batches)
+    np.testing.assert_allclose(restored["elbo"], rundir.read_metrics(conv_run)[-1]["test_elbo"],
+                               rtol=1e-5)
 
 
 def test_conditional_mlp_writes_one_row_per_digit(tmp_path, mnist_dir):

@@ -8,7 +8,7 @@ import tempfile
 
 import tensorflow as tf
 
-from tfvae.config import Config, config_from_dict
+from tfvae.config import config_from_dict
 from tfvae.errors import TfvaeError
 
 CONFIG_FILE = "config.json"
@@ -31,10 +31,17 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text):

@@ -15,8 +15,7 @@ import tensorflow as tf
 
 from tfvae import data, generate, rundir, steps, viz
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
-from tfvae.distribute import (barrier, check_same_step, distribute_batches, is_chief,
-                              make_strategy)
+from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error
 from tfvae.models import build_model
 
@@ -78,13 +77,12 @@ def check_finite(rows, first_step, checkpoint_step):
     """Stops the run at the first step whose ELBO terms are not finite."""
     bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
     if bad.size:
-        i = int(bad[0])
-        terms = [n for n, v in zip(steps.METRIC_NAMES[1:], rows[i, 1:]) if not np.isfinite(v)]
+        values = dict(zip(steps.METRIC_NAMES, rows[bad[0]]))
+        term = next((n for n in ("reconstruction", "kl") if not np.isfinite(values[n])), "elbo")
         raise TfvaeError(
-            f"training diverged at step {first_step + i + 1}: the {' and '.join(terms) or 'elbo'}"
-            f" term became {rows[i, 1 + steps.METRIC_NAMES[1:].index(terms[0])] if terms else 'nan'}"
-            f"; the last good checkpoint (step {checkpoint_step}) is kept: lower --learning-rate "
-            "and rerun with --overwrite")
+            f"training diverged at step {first_step + int(bad[0]) + 1}: the {term} term became "
+            f"{values[term]}; the last good checkpoint (step {checkpoint_step}) is kept: lower "
+            "--learning-rate and rerun with --overwrite")
 
 
 def train_and_evaluate(config, workdir, overwrite=False):
