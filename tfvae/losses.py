@@ -14,12 +14,18 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def log_normal_pdf(sample, mean, logvar, raxis=-1):
     """log N(sample; mean, exp(logvar)), summed over `raxis` (TensorFlow's CVAE tutorial)."""
+    logvar = tf.convert_to_tensor(logvar, dtype=sample.dtype)  # a Python 0.0 may meet float64
     return tf.reduce_sum(
         -0.5 * ((sample - mean) ** 2.0 * tf.exp(-logvar) + logvar + LOG_2PI), axis=raxis)
 
 
 def bernoulli_log_likelihood(x, logits):
-    """log p(x|z) for binary pixels: minus the sigmoid cross-entropy, summed over pixels."""
+    """log p(x|z) for binary pixels: minus the sigmoid cross-entropy, summed over pixels.
+
+    `x` broadcasts against `logits`, so x [B, 1, 28, 28, 1] scores logits of S samples
+    [B, S, 28, 28, 1]; the cross-entropy op itself insists on equal shapes.
+    """
+    x = tf.broadcast_to(x, tf.shape(logits))
     cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits)
     return -tf.reduce_sum(cross_entropy, axis=[-3, -2, -1])
 
@@ -77,3 +83,23 @@ def iwae_bound(log_weights):
     """L_k = log (1/k) sum_i w_i (Burda et al. 2015, eq. 8), from log-weights [batch, k]."""
     k = tf.cast(tf.shape(log_weights)[-1], log_weights.dtype)
     return tf.reduce_logsumexp(log_weights, axis=-1) - tf.math.log(k)
+
+
+def iwae_bound_from_chunks(chunk_logsumexps, k):
+    """L_k from the logsumexps of disjoint chunks of the k log-weights, [batch, chunks].
+
+    Exact, not an approximation: logsumexp over a union of chunks is the logsumexp of the
+    chunks' logsumexps. This lets k = 5000 samples be decoded a chunk at a time.
+    """
+    return tf.reduce_logsumexp(chunk_logsumexps, axis=-1) - math.log(k)
+
+
+def kl_warmup_weight(step, warmup_steps):
+    """The KL weight at 0-based `step`: rises linearly to 1 at step warmup_steps - 1, then stays.
+
+    The linear warm-up of Sonderby et al. (2016). It starts at 1/warmup_steps rather than 0 so
+    that no update ignores the KL entirely; warmup_steps = 0 means a constant weight of 1.
+    """
+    if not warmup_steps:
+        return tf.ones_like(step)
+    return tf.minimum(1.0, (step + 1.0) / warmup_steps)

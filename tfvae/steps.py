@@ -104,7 +104,7 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
         rows = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
             step = tf.cast(first_step + tf.cast(i, tf.int64), tf.float32)
-            kl_weight = tf.minimum(1.0, (step + 1.0) / warmup_steps) if warmup_steps else 1.0
+            kl_weight = losses.kl_warmup_weight(step, warmup_steps)
             x, labels, eps = next(iterator)
             per_replica = strategy.run(replica_step, args=(x, labels, eps, kl_weight))
             rows = rows.write(i, strategy.reduce("SUM", per_replica, axis=None))
@@ -131,3 +131,68 @@ def evaluate_elbo(eval_step, batches):
         totals += tf.reduce_sum(eval_step(x, labels, eps), axis=0)
         count += int(x.shape[0])
     return dict(zip(METRIC_NAMES, (totals / count).numpy().tolist()))
+
+
+IWAE_METRIC_NAMES = ("iwae", "elbo", "reconstruction", "kl")
+
+
+def iwae_terms(model, x, labels, draw, k, chunk):
+    """The IWAE bound L_k and the ELBO terms of each image, decoding `chunk` samples at a time.
+
+    Memory holds one chunk's logits, [B, chunk, 28, 28, 1], whatever k is.
+
+    Args:
+      x: [B, 28, 28, 1]; labels: [B].
+      draw: `draw(start, size) -> eps [B, size, latent]`, the noise of samples
+        start .. start + size - 1; `start` may be a tensor, `size` is a Python int.
+      k, chunk: Python ints, the number of samples and how many to decode at once.
+
+    Returns:
+      A dict of [B] tensors: 'iwae' (L_k), 'reconstruction' (log p(x|z) averaged over the k
+      samples), 'kl' (the analytic KL, exact where a Monte Carlo estimate would add noise) and
+      'elbo' (their difference).
+    """
+    chunk = min(chunk, k)
+    full_chunks, rest = divmod(k, chunk)
+    mean, logvar = model.encode(x, labels)
+
+    def one_chunk(start, size):
+        log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size))
+        return tf.reduce_logsumexp(log_weights, axis=1), terms["reconstruction"] * size
+
+    logsumexps = tf.TensorArray(tf.float32, size=full_chunks + (rest > 0))
+    reconstruction = tf.zeros_like(mean[:, 0])
+    # A loop, not a Python unroll: XLA then compiles one chunk's graph, not k / chunk copies.
+    for i in tf.range(full_chunks):
+        logsumexp, summed = one_chunk(i * chunk, chunk)
+        logsumexps = logsumexps.write(i, logsumexp)
+        reconstruction += summed
+    if rest:
+        logsumexp, summed = one_chunk(full_chunks * chunk, rest)
+        logsumexps = logsumexps.write(full_chunks, logsumexp)
+        reconstruction += summed
+    bound = losses.iwae_bound_from_chunks(tf.transpose(logsumexps.stack()), k)  # from [chunks, B]
+    reconstruction /= k
+    kl = losses.analytic_kl(mean, logvar)
+    return {"iwae": bound, "elbo": reconstruction - kl, "reconstruction": reconstruction,
+            "kl": kl}
+
+
+def make_iwae_function(model, config, k, chunk):
+    """Builds `iwae_step(x, labels, seed) -> [B, 4]`: per-image IWAE_METRIC_NAMES.
+
+    `seed` is a [2] int64 tensor; the noise of samples start.. comes from
+    stateless_fold_in(seed, start), so a batch's result depends on its seed alone.
+    """
+
+    @tf.function(jit_compile=config.jit_compile)
+    def iwae_step(x, labels, seed):
+        def draw(start, size):
+            noise_seed = tf.random.experimental.stateless_fold_in(seed, start)
+            return tf.random.stateless_normal([tf.shape(x)[0], size, model.latent_dim],
+                                              seed=noise_seed)
+
+        terms = iwae_terms(model, x, labels, draw, k, chunk)
+        return tf.stack([terms[n] for n in IWAE_METRIC_NAMES], axis=1)
+
+    return iwae_step

@@ -1,0 +1,85 @@
+"""`python -m tfvae.evaluate` on a tiny trained run, and on directories that are not runs."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfvae import evaluate, rundir, train
+from tfvae.config import Config
+from tfvae.errors import exit_on_error
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, mnist_dir):
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    config = Config(model="mlp", hidden_units=(64,), latent_dim=4, data_dir=mnist_dir,
+                    train_size=512, test_size=200, epochs=1, batch_size=64,
+                    jit_compile=False)  # XLA compiles would dominate here; test_iwae uses XLA
+    train.train_and_evaluate(config, run_dir)
+    return run_dir
+
+
+def test_writes_eval_json_with_iwae_at_least_the_elbo(tiny_run, capsys):
+    returned = exit_on_error(evaluate.main)([tiny_run, "--k", "50", "--subset", "100"])
+    out = capsys.readouterr().out
+    assert "test NLL (IWAE, k=50)" in out and "images/s" in out
+    saved = json.load(open(os.path.join(tiny_run, "eval.json")))
+    assert saved == pytest.approx(returned)
+    for name in ("elbo", "reconstruction", "kl", "iwae", "nll", "seconds"):
+        assert math.isfinite(saved[name]), name
+    assert saved["images"] == 100 and saved["k"] == 50 and saved["step"] == 8
+    assert saved["iwae"] >= saved["elbo"] and saved["nll"] == -saved["iwae"]
+    assert saved["elbo"] == pytest.approx(saved["reconstruction"] - saved["kl"])
+    assert saved["kl"] > 0 and saved["elbo"] < 0
+
+
+def test_evaluate_run_depends_only_on_its_seed(tiny_run):
+    kwargs = dict(k=20, subset=30, batch_size=30, chunk=20, verbose=0)
+    first = evaluate.evaluate_run(tiny_run, seed=3, **kwargs)
+    second = evaluate.evaluate_run(tiny_run, seed=3, **kwargs)
+    other = evaluate.evaluate_run(tiny_run, seed=4, **kwargs)
+    assert first["iwae"] == second["iwae"] and first["iwae"] != other["iwae"]
+    assert first["kl"] == other["kl"]  # the analytic KL does not depend on the samples
+    assert first["iwae"] == pytest.approx(other["iwae"], rel=0.02)  # Monte Carlo noise only
+
+
+def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfvae.evaluate", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "not a tfvae run directory" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    rundir.write_json(str(tmp_path / "config.json"), {"model": "mlp", "latent_dim": 4})
+    with pytest.raises(SystemExit) as exited:
+        exit_on_error(evaluate.main)([str(tmp_path), "--k", "5"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no checkpoint" in err[0]
+
+
+def test_checkpoint_of_another_model_is_one_line_and_exit_2(tiny_run, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(os.path.join(tiny_run, "checkpoints"), tmp_path / "checkpoints")
+    rundir.write_json(str(tmp_path / "config.json"),
+                      {"model": "mlp", "latent_dim": 8, "hidden_units": [64]})
+    with pytest.raises(SystemExit) as exited:
+        exit_on_error(evaluate.main)([str(tmp_path), "--k", "5"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this model" in err[0]
+
+
+def test_bad_k_is_one_line_and_exit_2(tiny_run, capsys):
+    with pytest.raises(SystemExit) as exited:
+        exit_on_error(evaluate.main)([tiny_run, "--k", "0"])
+    assert exited.value.code == 2
+    assert "--k must be at least 1" in capsys.readouterr().err
