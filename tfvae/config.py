@@ -52,7 +52,9 @@ class Config:
     seed: int = _field(0, "seeds weights, shuffling, binarization and sampling")
     steps_per_call: int = _field(
         50, "training steps per compiled call: amortises Python overhead on small batches")
-    jit_compile: bool = _field(True, "compile steps with XLA")
+    jit_compile: bool = _field(
+        False, "compile steps with XLA; off by default because on CPU XLA runs the conv "
+        "model 2-3x slower than TensorFlow's oneDNN kernels (benchmarks/train_speed.py)")
     eval_batch_size: int = _field(1000, "batch size for test-set evaluation")
     checkpoint_every: int = _field(0, "also checkpoint every N steps (0: at each epoch's end)")
     strategy: str = _field("auto", "tf.distribute strategy; auto: mirrored on several GPUs")

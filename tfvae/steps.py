@@ -80,13 +80,18 @@ def make_gradient_function(model, optimizer, config):
     return gradients
 
 
-def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
+def make_train_function(model, optimizer, config, strategy, warmup_steps=0, jit_whole_step=None):
     """Builds `train_steps(iterator, first_step, num_steps) -> [num_steps, 3]`.
 
     Runs `num_steps` optimizer steps in one compiled call. Row i holds the global batch's mean
     ELBO, reconstruction and KL of step `first_step + i`, computed before that step's update.
     The loss is the summed per-example objective over the global batch size, so gradients
     summed across replicas equal one device's on the whole batch.
+
+    With `config.jit_compile` under the default (no-op) strategy, the optimizer update is
+    compiled into the same XLA cluster as the gradients (`jit_whole_step`, default: exactly
+    then): no merge_call happens there, and the mlp trains ~1.2x faster for it
+    (benchmarks/train_speed.py --ablations).
     """
     gradients = make_gradient_function(model, optimizer, config)
 
@@ -98,6 +103,13 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0):
         grads, sums = gradients(x, labels, eps, kl_weight)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return sums
+
+    if jit_whole_step is None:
+        # Outside any strategy scope, get_strategy() is the default strategy itself.
+        jit_whole_step = config.jit_compile and strategy is tf.distribute.get_strategy() and (
+            not tf.distribute.has_strategy())
+    if jit_whole_step:
+        replica_step = tf.function(replica_step, jit_compile=True)
 
     @tf.function
     def train_steps(iterator, first_step, num_steps):

@@ -1,0 +1,1 @@
+"""Speed benchmarks for tfvae: training and evaluation throughput, time to quality."""
