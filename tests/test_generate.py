@@ -66,7 +66,7 @@ def read_bytes(path):
 def test_load_run_restores_the_saved_weights(run):
     run_dir, saved = run
     keras.utils.set_random_seed(123)  # a fresh model would start from other weights
-    _, loaded = generate.load_run(run_dir)
+    loaded = rundir.load_run(run_dir).model
     z = tf.random.stateless_normal([4, 2], seed=[1, 2])
     np.testing.assert_allclose(loaded.decode(z), saved.decode(z), atol=1e-6)
 
@@ -119,7 +119,7 @@ def test_default_out_is_the_run_directory(run):
 
 def test_transition_starts_at_the_decoded_endpoint_and_steps_through_each_image(run):
     run_dir, model = run
-    config, _ = generate.load_run(run_dir)
+    config = rundir.load_config(run_dir)
     x, labels = generate.load_test_set(config)
     index = generate.class_exemplars(labels)
     np.testing.assert_array_equal(labels[index], np.arange(10))
@@ -201,7 +201,7 @@ def test_bad_flags_fail_with_one_line(run, capsys, flags, message):
 
 def test_scatter_of_a_3d_latent_uses_pca(tmp_path):
     run_dir, model = make_run(str(tmp_path), latent_dim=3)
-    config, _ = generate.load_run(run_dir)
+    config = rundir.load_config(run_dir)
     x, labels = generate.load_test_set(config)
     points, axis_labels, title = generate.scatter_points(model, x, labels)
     assert points.shape == (TEST_IMAGES, 2)

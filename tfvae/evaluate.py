@@ -16,8 +16,6 @@ import tensorflow as tf
 from tfvae import data, rundir, steps
 from tfvae.config import ArgumentParser
 from tfvae.errors import TfvaeError, exit_on_error
-from tfvae.models import build_model
-from tfvae.train import make_optimizer
 
 EVAL_FILE = "eval.json"
 # 100 images x 50 samples = 5,000 latents decoded per chunk (16 MB of logits). On a 2-core
@@ -26,23 +24,6 @@ EVAL_FILE = "eval.json"
 # few seconds at k = 5000.
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_CHUNK = 50
-
-
-def restore_model(run_dir):
-    """The run's Config and its model with the newest checkpoint's weights, and that step."""
-    config = rundir.load_config(run_dir)
-    model = build_model(config)
-    step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    # The same object graph as tfvae.train's checkpoint. The optimizer is not optional: Keras 3
-    # keeps the layer lists out of tf.train.Checkpoint's tracking, so the model's weights are
-    # saved only as the optimizer's `_trainable_variables`.
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=make_optimizer(config, model),
-                                     step=step)
-    manager = rundir.checkpoint_manager(run_dir, checkpoint)
-    if not rundir.restore_latest(manager, checkpoint):
-        raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
-                         f"`python -m tfvae.train --out {run_dir}`")
-    return config, model, manager.latest_checkpoint, int(step.numpy())
 
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
@@ -67,7 +48,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
             raise TfvaeError(f"--{name} must be at least 1, not {value}")
     if subset is not None and subset < 1:
         raise TfvaeError(f"--subset must be at least 1, not {subset}")
-    config, model, checkpoint_path, step = restore_model(run_dir)
+    config, model, step, checkpoint_path = rundir.load_run(run_dir)
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     images, labels = data.load_subset(config.dataset, "test", data_dir or config.data_dir,
                                       subset)

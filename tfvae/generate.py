@@ -15,7 +15,6 @@ import tensorflow as tf
 from tfvae import data, latent, rundir, viz
 from tfvae.config import ArgumentParser
 from tfvae.errors import TfvaeError, exit_on_error
-from tfvae.models import build_model
 
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
@@ -28,24 +27,6 @@ FPS = 10  # GIFs time frames in hundredths of a second: 12 fps would play at 12.
 DEFAULT_SAMPLES = 64
 MORPH_STYLES = 4  # styles shown side by side while the class morphs
 NUM_RECONSTRUCTIONS = 16
-
-
-def load_run(run_dir):
-    """Returns (config, model) of a run directory, with the latest checkpoint's weights."""
-    from tfvae.train import make_optimizer  # here, as tfvae.train imports this module
-
-    config = rundir.load_config(run_dir)
-    model = build_model(config)
-    # Restored whole, as training writes it, so that every saved object is matched and checked;
-    # this also reads checkpoints from before the models tracked their layers under `model/`,
-    # whose weights are reachable only through the optimizer's variables.
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=make_optimizer(config, model),
-                                     step=tf.Variable(0, dtype=tf.int64))
-    manager = rundir.checkpoint_manager(run_dir, checkpoint)
-    if not rundir.restore_latest(manager, checkpoint):
-        raise TfvaeError(f"{run_dir} has no checkpoint yet: let `python -m tfvae.train` finish "
-                         "at least one epoch there")
-    return config, model
 
 
 def load_test_set(config):
@@ -236,7 +217,7 @@ def main(argv=None):
     out = args.out or args.run_dir
     os.makedirs(out, exist_ok=True)
 
-    config, model = load_run(args.run_dir)
+    config, model, _, _ = rundir.load_run(args.run_dir)
     paths = []
     num = args.samples or DEFAULT_SAMPLES
     if args.samples:

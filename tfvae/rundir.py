@@ -1,5 +1,6 @@
 """The run directory: atomic file writes, config.json, metrics.jsonl and checkpoints."""
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -146,9 +147,29 @@ def restore_latest(manager, checkpoint):
     if manager.latest_checkpoint is None:
         return False
     try:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        status = checkpoint.restore(manager.latest_checkpoint)
+        status.assert_existing_objects_matched()
+        status.expect_partial()  # a reader without the optimizer leaves its slots unread
     except (AssertionError, ValueError, tf.errors.OpError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise TfvaeError(f"checkpoint {manager.latest_checkpoint} does not fit this model "
                          f"({first_line}): it was made by a different model or config") from None
     return True
+
+
+Run = collections.namedtuple("Run", "config model step checkpoint")
+
+
+def load_run(run_dir):
+    """A trained run: its Config, its model with the newest checkpoint's weights, that step."""
+    from tfvae.models import build_model  # models import Keras; keep this module light
+
+    config = load_config(run_dir)
+    model = build_model(config)
+    step = tf.Variable(0, dtype=tf.int64, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, step=step)
+    manager = checkpoint_manager(run_dir, checkpoint)
+    if not restore_latest(manager, checkpoint):
+        raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
+                         f"`python -m tfvae.train --out {run_dir}`")
+    return Run(config, model, int(step.numpy()), manager.latest_checkpoint)
