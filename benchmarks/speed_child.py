@@ -56,7 +56,13 @@ def run_tutorial(spec, images):
                           spec["model"])
     optimizer = tf.keras.optimizers.Adam(1e-4)
     train_step = tutorial.make_train_step(model, optimizer)
-    batches = iter(tutorial.train_dataset(images, spec["batch_size"]))
+    dataset = tutorial.train_dataset(images, spec["batch_size"])
+
+    def epochs():  # the tutorial's `for epoch ...: for train_x in train_dataset:`
+        while True:
+            yield from dataset
+
+    batches = epochs()
 
     def run_once():  # the tutorial calls the step once per batch from Python
         for _ in range(10):
