@@ -32,15 +32,14 @@ def elbo_rate(model, config, test_x, test_labels):
     return len(test_x) / (time.perf_counter() - started)
 
 
-def iwae_rate(model, config, test_x, test_labels, k, images, seconds):
+def iwae_rate(model, config, test_x, test_labels, k, batch, seconds):
+    """Images/s of tfvae.evaluate's IWAE step (its default chunk) on `batch` test images."""
     from tfvae import evaluate
 
-    batch = min(images, evaluate.DEFAULT_BATCH_SIZE)
     iwae_step = steps.make_iwae_function(model, config, k, evaluate.DEFAULT_CHUNK)
     x, labels = tf.constant(test_x[:batch]), tf.constant(test_labels[:batch])
     seed = tf.constant([0, 0], tf.int64)
-    iwae_step(x[:1], labels[:1], seed).numpy()  # compiles (traces again for the full batch)
-    iwae_step(x, labels, seed).numpy()
+    iwae_step(x, labels, seed).numpy()  # compiles
     started, done = time.perf_counter(), 0
     while time.perf_counter() - started < seconds or not done:
         iwae_step(x, labels, seed).numpy()
@@ -54,6 +53,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="1,000 test images, k = 50, conv only")
     parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--iwae-batch", type=int, default=20,
+                        help="test images per timed IWAE call (at k = 5000 a conv image costs "
+                        "~55 GFLOP: seconds on this CPU)")
+    parser.add_argument("--xla", choices=("both", "off", "on"), default="both")
     parser.add_argument("--out", default="benchmarks/results/eval_speed.json")
     args = parser.parse_args(argv)
     k = 50 if args.quick else args.k
@@ -62,7 +65,7 @@ def main(argv=None):
     print(f"float32 matmul: {gflops:.0f} GFLOP/s")
     rows = []
     for model_name in ("conv",) if args.quick else ("conv", "mlp"):
-        for jit in (False, True):
+        for jit in {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]:
             config = Config(model=model_name, jit_compile=jit)
             model = build_model(config)
             test_x, test_labels = data.test_set(images, labels, config.binarize)
@@ -71,7 +74,8 @@ def main(argv=None):
             if hasattr(steps, "make_iwae_function"):
                 row["iwae_k"] = k
                 row["iwae_images_per_second"] = iwae_rate(
-                    model, config, test_x, test_labels, k, len(test_x), 2.0 if args.quick else 20.0)
+                    model, config, test_x, test_labels, k, min(args.iwae_batch, len(test_x)),
+                    2.0 if args.quick else 10.0)
                 # k forward passes per image (an upper bound: the encoder runs once), each a
                 # third of a training step's FLOPs.
                 row["iwae_fraction_of_roofline"] = (
