@@ -4,6 +4,9 @@
 (possible only before TensorFlow starts, hence a fresh process) and writes how far one
 MirroredStrategy step over them is from one device's step on the same global batch.
 
+`python tests/distributed_helper.py mirrored-train OUT.json`: runs `train_and_evaluate` with
+--strategy mirrored over two logical devices and writes its last metrics.
+
 `python tests/distributed_helper.py worker WEIGHTS.npz TRAIN-FLAGS...`: runs `tfvae.train` as
 one worker of the cluster in $TF_CONFIG, then saves the model's final weights to WEIGHTS.npz.
 """
@@ -79,6 +82,24 @@ def mirrored(out_path):
         json.dump(result, f)
 
 
+def mirrored_train(out_path):
+    """The real entry point under MirroredStrategy over two logical CPUs, end to end (its own
+    process: two MirroredStrategy objects in one process would share collective keys)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    from tfvae.config import Config
+    from tfvae.train import train_and_evaluate
+
+    config = Config(model="mlp", latent_dim=2, epochs=1, train_size=256, test_size=100,
+                    batch_size=32, strategy="mirrored")
+    record = train_and_evaluate(config, os.path.join(os.path.dirname(out_path), "run"))
+    with open(out_path, "w") as f:
+        json.dump({"replicas": len(tf.config.list_logical_devices("CPU")), **record}, f)
+
+
 def worker(weights_path, argv):
     import numpy as np
 
@@ -99,5 +120,7 @@ def worker(weights_path, argv):
 if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
         mirrored(sys.argv[2])
+    elif sys.argv[1] == "mirrored-train":
+        mirrored_train(sys.argv[2])
     else:
         worker(sys.argv[2], sys.argv[3:])

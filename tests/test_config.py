@@ -55,3 +55,9 @@ def test_command_line_errors_are_one_line_with_status_2(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", [[], None, "conv"])
+def test_a_config_that_is_not_an_object_is_rejected(value):
+    with pytest.raises(TfvaeError, match="must be a JSON object"):
+        config_from_dict(value)

@@ -42,6 +42,16 @@ def test_mirrored_step_equals_one_device_step(tmp_path):
     assert result["weight_difference"] <= 1e-3 * result["weight_change"]
 
 
+def test_training_entry_point_runs_under_mirrored_strategy(tmp_path):
+    out = tmp_path / "record.json"
+    done = run_helper(["mirrored-train", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["replicas"] == 2 and record["step"] == 8
+    assert -600 < record["test_elbo"] < -100
+    assert (tmp_path / "run" / "training.gif").is_file()
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

@@ -222,3 +222,14 @@ def test_training_writes_the_run_figures_and_generate_runs_every_flag(tmp_path, 
                            "--out", out])
     assert len(paths) == 7 and all(os.path.isfile(p) for p in paths)
     assert max(os.path.getsize(p) for p in paths if p.endswith(".gif")) < 2 * 2**20
+
+
+def test_unwritable_out_is_a_clear_error(run, tmp_path, capsys):
+    run_dir, _ = run
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        generate.main([run_dir, "--samples", "4", "--out", str(blocker / "pictures")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot write to output directory" in err and err.count("\n") == 1

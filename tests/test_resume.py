@@ -61,10 +61,10 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(kill_seed, uninter
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = steps_checkpointed(workdir)
+    assert 8 <= killed_at < 96, "the run must be killed midway for this test to mean anything"
     resumed = subprocess.run(train_command(workdir, mnist_dir), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    if killed_at < 96:
-        assert f"step {killed_at}" in resumed.stdout
+    assert f"step {killed_at}" in resumed.stdout
     expected, _ = final_weights(uninterrupted)
     got, latest = final_weights(workdir)
     assert latest.endswith("-96")
@@ -172,3 +172,10 @@ def test_real_command_line_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: --latent-dim must be at least 1, not 0"
     assert "Traceback" not in result.stderr
+
+
+def test_too_few_training_images_for_one_batch(tmp_path, mnist_dir, capsys):
+    err = cli_error(["--data-dir", mnist_dir, "--out", str(tmp_path / "run"),
+                     "--train-size", "10", "--batch-size", "64"], capsys)
+    assert "10 training images cannot fill one batch of 64" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

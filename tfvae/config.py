@@ -42,7 +42,8 @@ class Config:
     likelihood: str = _field("bernoulli", "p(x|z): bernoulli for binary pixels, gaussian for "
                              "intensities (with a learned scale)")
     kl: str = _field("analytic", "analytic KL has lower-variance gradients than the tutorial's "
-                     "single-sample Monte Carlo estimate (mc)")
+                     "single-sample Monte Carlo estimate (mc); --objective iwae always uses "
+                     "the sampled log p(z) - log q(z|x) inside its weights")
     objective: str = _field("elbo", "training loss: elbo, or iwae (Burda et al.'s k-sample bound)")
     k: int = _field(1, "importance samples per image for --objective iwae")
     kl_warmup_epochs: int = _field(0, "ramp the KL weight linearly from 0 to 1 over N epochs")
@@ -110,6 +111,8 @@ def _check_type(name, value, hint):
 
 def config_from_dict(values):
     """Builds a Config from a dict such as a parsed config.json, rejecting unknown keys."""
+    if not isinstance(values, dict):
+        raise TfvaeError(f"a config must be a JSON object of keys and values, not {values!r}")
     names = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -133,11 +136,9 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def add_config_flags(parser, names=None):
-    """Adds a --flag for each Config field (or those in `names`), with its help and default."""
+def add_config_flags(parser):
+    """Adds a --flag for each Config field, with its help and default."""
     for field in dataclasses.fields(Config):
-        if names is not None and field.name not in names:
-            continue
         flag = "--" + _flag(field.name)
         help_text = field.metadata["help"]
         if field.type is bool:

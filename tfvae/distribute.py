@@ -62,6 +62,8 @@ def is_chief(strategy):
 
 def barrier(strategy):
     """Returns once every worker has reached it (a no-op with a single worker)."""
+    if _task(strategy)[0] is None:
+        return  # one process; reducing a plain tensor would also fail under MirroredStrategy
     strategy.reduce("SUM", tf.constant(1.0), axis=None)
 
 

@@ -49,6 +49,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     if subset is not None and subset < 1:
         raise TfvaeError(f"--subset must be at least 1, not {subset}")
     config, model, step, checkpoint_path = rundir.load_run(run_dir)
+    rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     images, labels = data.load_subset(config.dataset, "test", data_dir or config.data_dir,
                                       subset)

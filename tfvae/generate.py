@@ -215,7 +215,7 @@ def main(argv=None):
         raise TfvaeError("--indices needs at least two test images to move between")
     seed = config.seed if args.seed is None else args.seed
     out = args.out or args.run_dir
-    os.makedirs(out, exist_ok=True)
+    rundir.ensure_writable(out)
 
     config, model, _, _ = rundir.load_run(args.run_dir)
     paths = []

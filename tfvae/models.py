@@ -127,14 +127,15 @@ class MlpVAE(VAE):
                  likelihood="bernoulli", dtype_policy=None, **kwargs):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
         self.hidden_units = tuple(hidden_units)
-        dense = keras.layers.Dense
         self.encoder = keras.Sequential(
-            [dense(u, activation="relu", dtype=self._hidden_dtype) for u in self.hidden_units]
-            + [dense(2 * latent_dim, dtype="float32")], name="encoder")
+            [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
+             for u in self.hidden_units]
+            + [keras.layers.Dense(2 * latent_dim, dtype="float32")], name="encoder")
         self.decoder = keras.Sequential(
-            [dense(u, activation="relu", dtype=self._hidden_dtype)
+            [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
              for u in reversed(self.hidden_units)]
-            + [dense(784, dtype="float32"), keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")],
+            + [keras.layers.Dense(784, dtype="float32"),
+               keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")],
             name="decoder")
 
     def get_config(self):
@@ -165,20 +166,20 @@ class ConvVAE(VAE):
                  dtype_policy=None, **kwargs):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
         hidden = self._hidden_dtype
-        conv = keras.layers.Conv2D
-        deconv = keras.layers.Conv2DTranspose
         self.encoder = keras.Sequential([
-            conv(32, 3, strides=2, activation="relu", dtype=hidden),
-            conv(64, 3, strides=2, activation="relu", dtype=hidden),
+            keras.layers.Conv2D(32, 3, strides=2, activation="relu", dtype=hidden),
+            keras.layers.Conv2D(64, 3, strides=2, activation="relu", dtype=hidden),
             keras.layers.Flatten(dtype=hidden),
             keras.layers.Dense(2 * latent_dim, dtype="float32"),
         ], name="encoder")
         self.decoder = keras.Sequential([
             keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=hidden),
             keras.layers.Reshape((7, 7, 32), dtype=hidden),
-            deconv(64, 3, strides=2, padding="same", activation="relu", dtype=hidden),
-            deconv(32, 3, strides=2, padding="same", activation="relu", dtype=hidden),
-            deconv(1, 3, strides=1, padding="same", dtype="float32"),
+            keras.layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu",
+                                         dtype=hidden),
+            keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                                         dtype=hidden),
+            keras.layers.Conv2DTranspose(1, 3, strides=1, padding="same", dtype="float32"),
         ], name="decoder")
 
     def _encoder_input(self, x, labels):

@@ -58,17 +58,9 @@ def write_json(path, obj):
 def prepare(run_dir, config, overwrite=False):
     """Creates `run_dir` for `config`, or checks that an existing one was made by the same config.
 
-    Returns True when the directory already holds this run (so training resumes).
+    Raises TfvaeError, naming the differing keys, if it holds a run of another config.
     """
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        raise TfvaeError(f"cannot write to output directory {run_dir!r} ({error.strerror}): "
-                         "pass a writable --out") from None
+    ensure_writable(run_dir)
     config_path = os.path.join(run_dir, CONFIG_FILE)
     if os.path.exists(config_path) and not overwrite:
         saved = load_config(run_dir)
@@ -79,12 +71,22 @@ def prepare(run_dir, config, overwrite=False):
                                 for k in differing)
             raise TfvaeError(f"{run_dir} holds a run with a different config: {details}; "
                              "pass --overwrite to start afresh or choose another --out")
-        write_json(config_path, dataclasses.asdict(config))
-        return True
-    if overwrite:
+    elif overwrite:
         _clear(run_dir)
     write_json(config_path, dataclasses.asdict(config))
-    return False
+
+
+def ensure_writable(directory, flag="--out"):
+    """Creates `directory` if needed and checks that files can be written in it, up front."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise TfvaeError(f"cannot write to output directory {directory!r} ({error.strerror}): "
+                         f"pass a writable {flag}") from None
 
 
 def _clear(run_dir):

@@ -79,10 +79,11 @@ def check_finite(rows, first_step, checkpoint_step):
     if bad.size:
         values = dict(zip(steps.METRIC_NAMES, rows[bad[0]]))
         term = next((n for n in ("reconstruction", "kl") if not np.isfinite(values[n])), "elbo")
+        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
+                else "no checkpoint was written yet")
         raise TfvaeError(
             f"training diverged at step {first_step + int(bad[0]) + 1}: the {term} term became "
-            f"{values[term]}; the last good checkpoint (step {checkpoint_step}) is kept: lower "
-            "--learning-rate and rerun with --overwrite")
+            f"{values[term]}; {kept}: lower --learning-rate and rerun with --overwrite")
 
 
 def train_and_evaluate(config, workdir, overwrite=False):
@@ -92,6 +93,9 @@ def train_and_evaluate(config, workdir, overwrite=False):
     keras.utils.set_random_seed(config.seed)  # weight initialisation; all else is stateless
     tf.config.experimental.enable_op_determinism()
     (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
+    if len(train_images) < config.batch_size:
+        raise TfvaeError(f"{len(train_images)} training images cannot fill one batch of "
+                         f"{config.batch_size}: lower --batch-size or raise --train-size")
     if chief:
         rundir.prepare(workdir, config, overwrite)
     barrier(strategy)  # the others may read the run directory once the chief has (re)made it
@@ -109,8 +113,9 @@ def train_and_evaluate(config, workdir, overwrite=False):
     step = int(global_step.numpy())
     check_same_step(strategy, step)
     start_epoch = step // steps_per_epoch
-    if chief and step:
+    if chief:  # a kill after an epoch's metrics but before its checkpoint logged it early
         rundir.truncate_metrics(workdir, start_epoch)
+    if chief and step:
         print(f"resuming {workdir} at epoch {start_epoch + 1}, step {step}")
     samples = config.k if config.objective == "iwae" else 1
     batches = data.train_batches(train_images, train_labels, batch_size=config.batch_size,
@@ -146,11 +151,11 @@ def train_and_evaluate(config, workdir, overwrite=False):
         seconds = time.perf_counter() - started
         test = steps.evaluate_elbo(eval_step, test_batches)
         # The last compiled call of an epoch may run fewer steps: concatenate, then average.
-        train_mean = float(np.mean(np.concatenate(train_elbo)))
-        record = {"epoch": epoch, "step": step, "train_elbo": train_mean,
+        train_elbo = np.concatenate(train_elbo)  # fewer than steps_per_epoch after a resume
+        record = {"epoch": epoch, "step": step, "train_elbo": float(np.mean(train_elbo)),
                   "test_elbo": test["elbo"], "test_reconstruction": test["reconstruction"],
                   "test_kl": test["kl"], "seconds": seconds,
-                  "images_per_second": steps_per_epoch * config.batch_size / seconds}
+                  "images_per_second": len(train_elbo) * config.batch_size / seconds}
         global_step.assign(step)
         if chief:
             write_pictures(model, config, workdir, epoch, pictures)
