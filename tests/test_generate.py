@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfvae import generate, rundir, train, viz
+from tfvae import data, generate, rundir, train, viz
 from tfvae.config import Config
 from tfvae.models import build_model
 
@@ -120,7 +120,7 @@ def test_default_out_is_the_run_directory(run):
 def test_transition_starts_at_the_decoded_endpoint_and_steps_through_each_image(run):
     run_dir, model = run
     config = rundir.load_config(run_dir)
-    x, labels = generate.load_test_set(config)
+    x, labels = data.load_test_set(config)
     index = generate.class_exemplars(labels)
     np.testing.assert_array_equal(labels[index], np.arange(10))
     images = generate.transition_images(model, x[index], labels[index], steps=12)
@@ -202,7 +202,7 @@ def test_bad_flags_fail_with_one_line(run, capsys, flags, message):
 def test_scatter_of_a_3d_latent_uses_pca(tmp_path):
     run_dir, model = make_run(str(tmp_path), latent_dim=3)
     config = rundir.load_config(run_dir)
-    x, labels = generate.load_test_set(config)
+    x, labels = data.load_test_set(config)
     points, axis_labels, title = generate.scatter_points(model, x, labels)
     assert points.shape == (TEST_IMAGES, 2)
     assert axis_labels[0].startswith("PC1") and "3-D" in title

@@ -189,6 +189,12 @@ def test_set(images, labels, binarization):
     return x.numpy(), labels.astype(np.int32)
 
 
+def load_test_set(config):
+    """A Config's test set as training evaluates it: (x [N, 28, 28, 1] float32, labels [N])."""
+    images, labels = load_subset(config.dataset, "test", config.data_dir, config.test_size)
+    return test_set(images, labels, config.binarize)
+
+
 def eval_batches(x, labels, *, batch_size, noise_shape):
     """Batches of a prepared test set with fixed noise: (x, labels, eps), the last one partial."""
     eps = tf.random.stateless_normal([len(x), *noise_shape], seed=EVAL_NOISE_SEED)

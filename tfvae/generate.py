@@ -29,12 +29,6 @@ MORPH_STYLES = 4  # styles shown side by side while the class morphs
 NUM_RECONSTRUCTIONS = 16
 
 
-def load_test_set(config):
-    """The run's test set as train.py evaluates it: (x [N, 28, 28, 1], labels [N])."""
-    images, labels = data.load_subset(config.dataset, "test", config.data_dir, config.test_size)
-    return data.test_set(images, labels, config.binarize)
-
-
 def prior_samples(model, num, seed, labels=None):
     """Images [num, 28, 28, 1] decoded from standard-normal draws keyed by `seed`."""
     z = tf.random.stateless_normal([num, model.latent_dim], seed=[seed, 2])
@@ -234,7 +228,7 @@ def main(argv=None):
         viz.save_manifold(paths[-1], manifold_images(model, args.grid, args.digit or 0),
                           args.grid)
     if args.reconstruct or args.transition or args.scatter:
-        test_x, test_labels = load_test_set(config)
+        test_x, test_labels = data.load_test_set(config)
     if args.reconstruct:
         x, labels = test_x[:NUM_RECONSTRUCTIONS], test_labels[:NUM_RECONSTRUCTIONS]
         logits, _, _ = model(x, labels if config.conditional else None)

@@ -49,10 +49,9 @@ def write_pictures(model, config, workdir, epoch, pictures):
 
 
 def load_datasets(config):
+    """((train images, labels) as uint8, (test x, labels) binarized once) of a Config."""
     train = data.load_subset(config.dataset, "train", config.data_dir, config.train_size)
-    test_images, test_labels = data.load_subset(config.dataset, "test", config.data_dir,
-                                                config.test_size)
-    return train, data.test_set(test_images, test_labels, config.binarize)
+    return train, data.load_test_set(config)
 
 
 def make_optimizer(config, model):
