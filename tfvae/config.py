@@ -124,6 +124,7 @@ def config_from_dict(values):
 
 
 def default_run_dir(config):
+    """runs/DATASET-MODEL-zLATENT[-cond]: rerunning the same command finds the same run."""
     suffix = "-cond" if config.conditional else ""
     return f"runs/{config.dataset}-{config.model}-z{config.latent_dim}{suffix}"
 

@@ -117,6 +117,7 @@ def _load_tfds(dataset, split):
 
 
 def load_subset(dataset, split, data_dir=None, size=None):
+    """`load`, keeping only the first `size` images when `size` is given."""
     images, labels = load(dataset, split, data_dir)
     return (images[:size], labels[:size]) if size else (images, labels)
 

@@ -46,12 +46,14 @@ def _umask():
 
 
 def write_text(path, text):
+    """Writes `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
 
 
 def write_json(path, obj):
+    """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
@@ -125,6 +127,7 @@ def append_metrics(run_dir, record):
 
 
 def read_metrics(run_dir):
+    """The records of metrics.jsonl, oldest first ([] before the first epoch ends)."""
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.exists(path):
         return []
@@ -140,6 +143,7 @@ def truncate_metrics(run_dir, last_epoch):
 
 
 def checkpoint_manager(run_dir, checkpoint, max_to_keep=3):
+    """The CheckpointManager of a run directory, keeping the newest `max_to_keep`."""
     return tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINT_DIR),
                                       max_to_keep=max_to_keep)
 

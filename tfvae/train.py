@@ -39,6 +39,7 @@ def progress_inputs(config, test_x, test_labels):
 
 
 def write_pictures(model, config, workdir, epoch, pictures):
+    """Writes the epoch's sample grid and reconstructions from the fixed `pictures` inputs."""
     z, labels, originals, original_labels = pictures
     rows = data.NUM_CLASSES if config.conditional else GRID_SIDE
     samples = model.decode(z, labels, apply_sigmoid=True).numpy()
@@ -55,6 +56,7 @@ def load_datasets(config):
 
 
 def make_optimizer(config, model):
+    """Adam, loss-scaled under mixed_float16, with its slots built so checkpoints restore."""
     optimizer = keras.optimizers.Adam(config.learning_rate)
     if model.dtype_policy_name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
