@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from tfvae.errors import TfvaeError
+from tfvae.errors import TfvaeError, first_line
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -110,7 +110,7 @@ def _load_tfds(dataset, split):
 
         arrays = tfds.as_numpy(tfds.load(TFDS_NAMES[dataset], split=split, batch_size=-1))
     except Exception as error:  # tfds fails in many ways offline; all mean the same to a user
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+        reason = first_line(error)[:200]
         raise DataError(f"could not load {dataset} through tensorflow-datasets ({reason}); "
                         f"{_how_to_fix(dataset)}") from None
     return arrays["image"][..., 0], arrays["label"].astype(np.uint8)

@@ -8,6 +8,12 @@ class TfvaeError(Exception):
     """A mistake the user can fix: the message names the problem and the fix."""
 
 
+def first_line(error):
+    """The first line of an exception's message (library errors can run to pages), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def exit_on_error(main):
     """Wraps a `main(argv)` so a TfvaeError prints one line and exits with status 2."""
 

@@ -129,6 +129,12 @@ def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear")
     return paths
 
 
+def write_reconstructions(model, path, x, labels):
+    """Writes images x above their reconstructions from the posterior mean."""
+    logits, _, _ = model(x, labels if model.conditional else None)
+    viz.save_reconstructions(path, x, tf.sigmoid(logits).numpy())
+
+
 def write_scatter(model, config, out, x, labels):
     path = os.path.join(out, "scatter.png")
     points, axis_labels, title = scatter_points(model, x, labels)
@@ -230,10 +236,9 @@ def main(argv=None):
     if args.reconstruct or args.transition or args.scatter:
         test_x, test_labels = data.load_test_set(config)
     if args.reconstruct:
-        x, labels = test_x[:NUM_RECONSTRUCTIONS], test_labels[:NUM_RECONSTRUCTIONS]
-        logits, _, _ = model(x, labels if config.conditional else None)
         paths.append(os.path.join(out, "reconstructions.png"))
-        viz.save_reconstructions(paths[-1], x, tf.sigmoid(logits).numpy())
+        write_reconstructions(model, paths[-1], test_x[:NUM_RECONSTRUCTIONS],
+                              test_labels[:NUM_RECONSTRUCTIONS])
     if args.transition:
         if args.indices is None:
             index = class_exemplars(test_labels)

@@ -5,12 +5,13 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 
 import tensorflow as tf
 
 from tfvae.config import config_from_dict
-from tfvae.errors import TfvaeError
+from tfvae.errors import TfvaeError, first_line
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -93,8 +94,6 @@ def ensure_writable(directory, flag="--out"):
 
 def _clear(run_dir):
     """Removes what a previous run wrote, leaving anything else in the directory alone."""
-    import shutil
-
     for name in os.listdir(run_dir):
         path = os.path.join(run_dir, name)
         if name in (CHECKPOINT_DIR, "tensorboard"):
@@ -157,9 +156,9 @@ def restore_latest(manager, checkpoint):
         status.assert_existing_objects_matched()
         status.expect_partial()  # a reader without the optimizer leaves its slots unread
     except (AssertionError, ValueError, tf.errors.OpError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise TfvaeError(f"checkpoint {manager.latest_checkpoint} does not fit this model "
-                         f"({first_line}): it was made by a different model or config") from None
+                         f"({first_line(error)}): it was made by a different model or "
+                         "config") from None
     return True
 
 

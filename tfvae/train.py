@@ -44,9 +44,9 @@ def write_pictures(model, config, workdir, epoch, pictures):
     rows = data.NUM_CLASSES if config.conditional else GRID_SIDE
     samples = model.decode(z, labels, apply_sigmoid=True).numpy()
     viz.save_grid(os.path.join(workdir, FRAME_PATTERN.format(epoch)), samples, rows)
-    logits, _, _ = model(originals, original_labels if config.conditional else None)
-    viz.save_reconstructions(os.path.join(workdir, RECONSTRUCTION_PATTERN.format(epoch)),
-                             originals, tf.sigmoid(logits).numpy())
+    generate.write_reconstructions(
+        model, os.path.join(workdir, RECONSTRUCTION_PATTERN.format(epoch)), originals,
+        original_labels)
 
 
 def load_datasets(config):
