@@ -14,6 +14,7 @@ CHOICES = {
     "likelihood": ("bernoulli", "gaussian"),
     "kl": ("analytic", "mc"),
     "objective": ("elbo", "iwae"),
+    "lr_schedule": ("constant", "cosine"),
     "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
 }
 
@@ -29,6 +30,9 @@ class Config:
     model: str = _field("conv", "conv: TensorFlow's CVAE tutorial network; mlp: fully connected")
     latent_dim: int = _field(20, "size of z; 2 gives the manifold picture, 20 a better likelihood")
     hidden_units: tuple = _field((400,), "mlp hidden layer sizes (784-400-20 is the classic VAE)")
+    prior_components: int = _field(
+        0, "0: the standard normal prior; K: a VampPrior (Tomczak & Welling 2018), the mixture "
+        "of the posteriors of K learned pseudo-inputs (needs --kl mc)")
     conditional: bool = _field(False, "condition encoder and decoder on the label")
     dataset: str = _field("mnist", "which MNIST-like dataset")
     data_dir: typing.Optional[str] = _field(
@@ -50,6 +54,9 @@ class Config:
     epochs: int = _field(10, "passes over the training set")
     batch_size: int = _field(128, "global batch size (split across replicas)")
     learning_rate: float = _field(1e-3, "Adam learning rate")
+    lr_schedule: str = _field(
+        "constant", "constant, or cosine: anneal the learning rate to 0 over the run's --epochs "
+        "(Loshchilov & Hutter 2017)")
     seed: int = _field(0, "seeds weights, shuffling, binarization and sampling")
     steps_per_call: int = _field(
         50, "training steps per compiled call: amortises Python overhead on small batches")
@@ -80,11 +87,16 @@ class Config:
             raise TfvaeError(f"--hidden-units must be positive sizes, not {self.hidden_units}")
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
-        for name in ("kl_warmup_epochs", "checkpoint_every"):
+        for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components"):
             if getattr(self, name) < 0:
                 raise TfvaeError(f"--{_flag(name)} must be 0 or more, not {getattr(self, name)}")
         if self.objective == "elbo" and self.k != 1:
             raise TfvaeError("--k applies to --objective iwae: add it or drop --k")
+        if self.prior_components and self.conditional:
+            raise TfvaeError("--prior-components applies to unconditional models: drop "
+                             "--conditional or --prior-components")
+        if self.prior_components and self.kl == "analytic":
+            raise TfvaeError("a VampPrior's KL has no closed form: add --kl mc")
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood gaussian")

@@ -30,9 +30,8 @@ NUM_RECONSTRUCTIONS = 16
 
 
 def prior_samples(model, num, seed, labels=None):
-    """Images [num, 28, 28, 1] decoded from standard-normal draws keyed by `seed`."""
-    z = tf.random.stateless_normal([num, model.latent_dim], seed=[seed, 2])
-    return model.decode(z, labels, apply_sigmoid=True).numpy()
+    """Images [num, 28, 28, 1] decoded from draws of the prior keyed by `seed`."""
+    return model.sample(model.sample_prior(num, [seed, 2]), labels).numpy()
 
 
 def manifold_images(model, grid=GRID, label=0):

@@ -19,6 +19,26 @@ def log_normal_pdf(sample, mean, logvar, raxis=-1):
         -0.5 * ((sample - mean) ** 2.0 * tf.exp(-logvar) + logvar + LOG_2PI), axis=raxis)
 
 
+def log_mixture_normal_pdf(sample, means, logvars):
+    """log (1/K) sum_k N(sample; means[k], exp(logvars[k])): an equal-weight Gaussian mixture.
+
+    `sample` is [..., D], `means` and `logvars` [K, D]; returns [...]. The squared distances
+    are expanded into matrix products, so no [..., K, D] tensor is formed (the VampPrior
+    scores thousands of samples against hundreds of components at once).
+    """
+    depth = tf.shape(sample)[-1]
+    flat = tf.reshape(sample, [-1, depth])
+    precision = tf.exp(-logvars)
+    squared = (tf.matmul(flat**2, precision, transpose_b=True)
+               - 2.0 * tf.matmul(flat, means * precision, transpose_b=True)
+               + tf.reduce_sum(means**2 * precision, axis=-1))
+    squared = tf.maximum(squared, 0.0)  # the expansion may round a zero distance below zero
+    log_densities = -0.5 * (squared + tf.reduce_sum(logvars + LOG_2PI, axis=-1))  # [N, K]
+    components = tf.cast(tf.shape(means)[0], sample.dtype)
+    log_density = tf.reduce_logsumexp(log_densities, axis=-1) - tf.math.log(components)
+    return tf.reshape(log_density, tf.shape(sample)[:-1])
+
+
 def bernoulli_log_likelihood(x, logits):
     """log p(x|z) for binary pixels: minus the sigmoid cross-entropy, summed over pixels.
 
@@ -46,7 +66,7 @@ def analytic_kl(mean, logvar):
     return 0.5 * tf.reduce_sum(tf.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
 
 
-def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0):
+def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
     """The ELBO log p(x|z) - KL(q(z|x) || p(z)) for one sample z per image.
 
     Args:
@@ -56,13 +76,16 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0):
         ELBO the tutorial's single-sample log p(x|z) + log p(z) - log q(z|x); 'analytic'
         uses the closed form.
       kl_weight: multiplies the KL in the objective (warm-up); the returned 'kl' is unweighted.
+      log_pz: [batch] log p(z) under a learned prior, for kl='mc'; default: N(0, I).
 
     Returns:
       A dict of [batch] tensors: 'objective' (the weighted ELBO to maximise), 'elbo',
       'reconstruction' (log p(x|z)) and 'kl'.
     """
     if kl == "mc":
-        kl_term = log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, 0.0, 0.0)
+        if log_pz is None:
+            log_pz = log_normal_pdf(z, 0.0, 0.0)
+        kl_term = log_normal_pdf(z, mean, logvar) - log_pz
     else:
         kl_term = analytic_kl(mean, logvar)
     return {
@@ -73,10 +96,14 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0):
     }
 
 
-def log_importance_weights(log_px_z, z, mean, logvar):
-    """log p(x, z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k]."""
-    mean, logvar = mean[:, None, :], logvar[:, None, :]
-    return log_px_z + log_normal_pdf(z, 0.0, 0.0) - log_normal_pdf(z, mean, logvar)
+def log_importance_weights(log_px_z, z, mean, logvar, log_pz=None):
+    """log p(x, z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k].
+
+    `log_pz` [batch, k] is log p(z_i) under a learned prior; default: N(0, I).
+    """
+    if log_pz is None:
+        log_pz = log_normal_pdf(z, 0.0, 0.0)
+    return log_px_z + log_pz - log_normal_pdf(z, mean[:, None, :], logvar[:, None, :])
 
 
 def iwae_bound(log_weights):

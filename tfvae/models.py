@@ -6,6 +6,8 @@ The decoder returns logits; the sigmoid is applied only when producing images.
 import keras
 import tensorflow as tf
 
+from tfvae import losses
+
 IMAGE_SHAPE = (28, 28, 1)
 
 
@@ -16,13 +18,25 @@ class VAE(keras.Model):
     (z -> [28, 28, 1] logits), each a keras.Sequential as in TensorFlow's tutorial (a plain
     list of layers would be invisible to tf.train.Checkpoint), and may override
     `_encoder_input`.
+
+    The prior p(z) is N(0, I), or with `prior_components` K > 0 the VampPrior: the equal
+    mixture of the posteriors q(z|u_k) of K learned pseudo-images u_k (Tomczak & Welling 2018).
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
-                 dtype_policy=None, **kwargs):
+                 dtype_policy=None, prior_components=0, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
+        self.prior_components = prior_components
+        self.pseudo_inputs = None
+        if prior_components:
+            if num_classes:
+                raise ValueError("a VampPrior needs an unconditional model")
+            # Near-blank pseudo-images, as in Tomczak & Welling's code (mean 0.05, std 0.01).
+            self.pseudo_inputs = self.add_weight(
+                shape=(prior_components, *IMAGE_SHAPE), name="pseudo_inputs",
+                initializer=keras.initializers.RandomNormal(mean=0.05, stddev=0.01))
         self.likelihood = likelihood
         self.dtype_policy_name = dtype_policy
         # Mixed precision: hidden layers compute in the policy's dtype; the layers that produce
@@ -77,12 +91,36 @@ class VAE(keras.Model):
         h = self.decoder(h)
         return tf.sigmoid(h) if apply_sigmoid else h
 
-    def sample(self, eps=None, labels=None, seed=0):
-        """Decodes latents `eps` (default: 100 standard-normal draws from `seed`) to images."""
-        if eps is None:
-            num = 100 if labels is None else len(labels)
-            eps = tf.random.stateless_normal([num, self.latent_dim], seed=[seed, 0])
-        return self.decode(eps, labels, apply_sigmoid=True)
+    def prior_components_params(self):
+        """The VampPrior's components (means, logvars), each [K, latent_dim]."""
+        return self.encode(tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0))
+
+    def log_prior(self, z):
+        """log p(z) for z [..., latent_dim]; returns [...]."""
+        if not self.prior_components:
+            return losses.log_normal_pdf(z, 0.0, 0.0)
+        return losses.log_mixture_normal_pdf(z, *self.prior_components_params())
+
+    def sample_prior(self, num, seed):
+        """`num` draws [num, latent_dim] from p(z), a function of `seed` ([2] ints) alone.
+
+        A VampPrior draw picks a component and then samples it, so with a fixed seed the draws
+        follow the prior as it learns.
+        """
+        eps = tf.random.stateless_normal([num, self.latent_dim], seed=seed)
+        if not self.prior_components:
+            return eps
+        component = tf.random.stateless_uniform(
+            [num], seed=tf.random.experimental.stateless_fold_in(seed, 1),
+            maxval=self.prior_components, dtype=tf.int32)
+        means, logvars = self.prior_components_params()
+        return self.reparameterize(tf.gather(means, component), tf.gather(logvars, component), eps)
+
+    def sample(self, z=None, labels=None, seed=0):
+        """Decodes latents `z` (default: 100 draws from the prior keyed by `seed`) to images."""
+        if z is None:
+            z = self.sample_prior(100 if labels is None else len(labels), [seed, 0])
+        return self.decode(z, labels, apply_sigmoid=True)
 
     def call(self, x, labels=None):
         """Reconstruction logits from the posterior mean, with the posterior (mean, logvar).
@@ -102,7 +140,7 @@ class VAE(keras.Model):
     def get_config(self):
         return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "likelihood": self.likelihood, "dtype_policy": self.dtype_policy_name,
-                "name": self.name}
+                "prior_components": self.prior_components, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -116,6 +154,7 @@ class MlpVAE(VAE):
         the encoder's input and to z.
       likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
+      prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
 
     Example:
       >>> model = MlpVAE(latent_dim=20)
@@ -124,8 +163,9 @@ class MlpVAE(VAE):
     """
 
     def __init__(self, latent_dim=20, hidden_units=(400,), num_classes=0,
-                 likelihood="bernoulli", dtype_policy=None, **kwargs):
-        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
+                 likelihood="bernoulli", dtype_policy=None, prior_components=0, **kwargs):
+        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, prior_components,
+                         **kwargs)
         self.hidden_units = tuple(hidden_units)
         self.encoder = keras.Sequential(
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
@@ -156,6 +196,7 @@ class ConvVAE(VAE):
         10 constant image channels and the decoder concatenated to z.
       likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
+      prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
 
     Example:
       >>> model = ConvVAE(latent_dim=2, num_classes=10)
@@ -163,8 +204,9 @@ class ConvVAE(VAE):
     """
 
     def __init__(self, latent_dim=2, num_classes=0, likelihood="bernoulli",
-                 dtype_policy=None, **kwargs):
-        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, **kwargs)
+                 dtype_policy=None, prior_components=0, **kwargs):
+        super().__init__(latent_dim, num_classes, likelihood, dtype_policy, prior_components,
+                         **kwargs)
         hidden = self._hidden_dtype
         self.encoder = keras.Sequential([
             keras.layers.Conv2D(32, 3, strides=2, activation="relu", dtype=hidden),
@@ -197,7 +239,8 @@ def build_model(config):
     common = dict(latent_dim=config.latent_dim,
                   num_classes=NUM_CLASSES if config.conditional else 0,
                   likelihood=config.likelihood,
-                  dtype_policy=dtype_policy_name(config))
+                  dtype_policy=dtype_policy_name(config),
+                  prior_components=config.prior_components)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

@@ -30,7 +30,8 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     if objective == "elbo":
         z = model.reparameterize(mean, logvar, eps[:, 0])
         log_px_z = log_likelihood(model, x, model.decode(z, labels))
-        return losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight)
+        log_pz = model.log_prior(z) if kl == "mc" else None
+        return losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz)
     log_weights, terms = importance_weights(model, x, labels, mean, logvar, eps, kl_weight)
     return {"objective": losses.iwae_bound(log_weights), **terms}
 
@@ -46,7 +47,7 @@ def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0):
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
     log_px_z = log_likelihood(model, x[:, None], tf.reshape(logits, [batch, samples, 28, 28, 1]))
-    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar)  # log p(z) - log q
+    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar, model.log_prior(z))
     elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
     terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
              "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}
@@ -161,8 +162,9 @@ def iwae_terms(model, x, labels, draw, k, chunk):
 
     Returns:
       A dict of [B] tensors: 'iwae' (L_k), 'reconstruction' (log p(x|z) averaged over the k
-      samples), 'kl' (the analytic KL, exact where a Monte Carlo estimate would add noise) and
-      'elbo' (their difference).
+      samples), 'kl' (the analytic KL under the N(0, I) prior, exact where a Monte Carlo
+      estimate would add noise; under a VampPrior the average over the k samples) and 'elbo'
+      (their difference).
     """
     chunk = min(chunk, k)
     full_chunks, rest = divmod(k, chunk)
@@ -170,22 +172,23 @@ def iwae_terms(model, x, labels, draw, k, chunk):
 
     def one_chunk(start, size):
         log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size))
-        return tf.reduce_logsumexp(log_weights, axis=1), terms["reconstruction"] * size
+        sums = tf.stack([terms["reconstruction"], terms["kl"]]) * size
+        return tf.reduce_logsumexp(log_weights, axis=1), sums
 
     logsumexps = tf.TensorArray(tf.float32, size=full_chunks + (rest > 0))
-    reconstruction = tf.zeros_like(mean[:, 0])
+    sums = tf.zeros_like(tf.stack([mean[:, 0], mean[:, 0]]))  # [2, B]: reconstruction, KL
     # A loop, not a Python unroll: XLA then compiles one chunk's graph, not k / chunk copies.
     for i in tf.range(full_chunks):
-        logsumexp, summed = one_chunk(i * chunk, chunk)
+        logsumexp, chunk_sums = one_chunk(i * chunk, chunk)
         logsumexps = logsumexps.write(i, logsumexp)
-        reconstruction += summed
+        sums += chunk_sums
     if rest:
-        logsumexp, summed = one_chunk(full_chunks * chunk, rest)
+        logsumexp, chunk_sums = one_chunk(full_chunks * chunk, rest)
         logsumexps = logsumexps.write(full_chunks, logsumexp)
-        reconstruction += summed
+        sums += chunk_sums
     bound = losses.iwae_bound_from_chunks(tf.transpose(logsumexps.stack()), k)  # from [chunks, B]
-    reconstruction /= k
-    kl = losses.analytic_kl(mean, logvar)
+    reconstruction, sampled_kl = tf.unstack(sums / k)
+    kl = sampled_kl if model.prior_components else losses.analytic_kl(mean, logvar)
     return {"iwae": bound, "elbo": reconstruction - kl, "reconstruction": reconstruction,
             "kl": kl}
 

@@ -24,23 +24,18 @@ RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
 GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional ones 10 digits x 10 styles
 
 
-def progress_inputs(config, test_x, test_labels):
-    """The latent, labels and test images used for every epoch's pictures, drawn once."""
+def progress_latents(model, config):
+    """The latents and labels of every epoch's sample grid: the same prior draws each epoch."""
     if config.conditional:
         labels = np.repeat(np.arange(data.NUM_CLASSES), data.NUM_CLASSES)  # one row per digit
-        styles = tf.random.stateless_normal([data.NUM_CLASSES, config.latent_dim],
-                                            seed=[config.seed, 1])
-        z = tf.tile(styles, [data.NUM_CLASSES, 1])  # the same styles in every row
-    else:
-        labels = None
-        z = tf.random.stateless_normal([GRID_SIDE * GRID_SIDE, config.latent_dim],
-                                       seed=[config.seed, 1])
-    return z, labels, test_x[:16], test_labels[:16]
+        styles = model.sample_prior(data.NUM_CLASSES, [config.seed, 1])
+        return tf.tile(styles, [data.NUM_CLASSES, 1]), labels  # the same styles in every row
+    return model.sample_prior(GRID_SIDE * GRID_SIDE, [config.seed, 1]), None
 
 
-def write_pictures(model, config, workdir, epoch, pictures):
-    """Writes the epoch's sample grid and reconstructions from the fixed `pictures` inputs."""
-    z, labels, originals, original_labels = pictures
+def write_pictures(model, config, workdir, epoch, originals, original_labels):
+    """Writes the epoch's sample grid and the reconstructions of the fixed test images."""
+    z, labels = progress_latents(model, config)
     rows = data.NUM_CLASSES if config.conditional else GRID_SIDE
     samples = model.decode(z, labels, apply_sigmoid=True).numpy()
     viz.save_grid(os.path.join(workdir, FRAME_PATTERN.format(epoch)), samples, rows)
@@ -55,9 +50,15 @@ def load_datasets(config):
     return train, data.load_test_set(config)
 
 
-def make_optimizer(config, model):
-    """Adam, loss-scaled under mixed_float16, with its slots built so checkpoints restore."""
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+def make_optimizer(config, model, total_steps=None):
+    """Adam, loss-scaled under mixed_float16, with its slots built so checkpoints restore.
+
+    `total_steps` is the run's length in steps, which --lr-schedule cosine anneals over.
+    """
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    optimizer = keras.optimizers.Adam(learning_rate)
     if model.dtype_policy_name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -99,18 +100,18 @@ def train_and_evaluate(config, workdir, overwrite=False):
                          f"{config.batch_size}: lower --batch-size or raise --train-size")
     if chief:
         rundir.prepare(workdir, config, overwrite)
+    steps_per_epoch = len(train_images) // config.batch_size
     barrier(strategy)  # the others may read the run directory once the chief has (re)made it
 
     with strategy.scope():
         model = build_model(config)
-        optimizer = make_optimizer(config, model)
+        optimizer = make_optimizer(config, model, config.epochs * steps_per_epoch)
         global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)
     # Every worker resumes from the chief's checkpoints (the run directory must be shared).
     manager = rundir.checkpoint_manager(workdir, checkpoint)
     rundir.restore_latest(manager, checkpoint)
 
-    steps_per_epoch = len(train_images) // config.batch_size
     step = int(global_step.numpy())
     check_same_step(strategy, step)
     start_epoch = step // steps_per_epoch
@@ -128,7 +129,6 @@ def train_and_evaluate(config, workdir, overwrite=False):
     eval_step = steps.make_eval_function(model, config)
     test_batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,
                                      noise_shape=(1, config.latent_dim))
-    pictures = progress_inputs(config, test_x, test_labels)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief else None
 
     record = rundir.read_metrics(workdir)[-1] if chief and start_epoch else None
@@ -153,13 +153,14 @@ def train_and_evaluate(config, workdir, overwrite=False):
         test = steps.evaluate_elbo(eval_step, test_batches)
         # The last compiled call of an epoch may run fewer steps: concatenate, then average.
         train_elbo = np.concatenate(train_elbo)  # fewer than steps_per_epoch after a resume
+        learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         record = {"epoch": epoch, "step": step, "train_elbo": float(np.mean(train_elbo)),
                   "test_elbo": test["elbo"], "test_reconstruction": test["reconstruction"],
-                  "test_kl": test["kl"], "seconds": seconds,
+                  "test_kl": test["kl"], "learning_rate": learning_rate, "seconds": seconds,
                   "images_per_second": len(train_elbo) * config.batch_size / seconds}
         global_step.assign(step)
         if chief:
-            write_pictures(model, config, workdir, epoch, pictures)
+            write_pictures(model, config, workdir, epoch, test_x[:16], test_labels[:16])
             print(f"epoch {epoch}/{config.epochs}: test elbo {test['elbo']:.2f} "
                   f"(reconstruction {test['reconstruction']:.2f}, kl {test['kl']:.2f}), "
                   f"train elbo {record['train_elbo']:.2f}, {seconds:.1f} s, "
