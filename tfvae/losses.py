@@ -24,19 +24,22 @@ def log_mixture_normal_pdf(sample, means, logvars):
 
     `sample` is [..., D], `means` and `logvars` [K, D]; returns [...]. The squared distances
     are expanded into matrix products, so no [..., K, D] tensor is formed (the VampPrior
-    scores thousands of samples against hundreds of components at once).
+    scores thousands of samples against hundreds of components at once). The expansion
+    subtracts nearly equal terms when a variance is small, so it runs in float64: in float32
+    it would be off by a nat at logvar -11.
     """
     depth = tf.shape(sample)[-1]
-    flat = tf.reshape(sample, [-1, depth])
+    flat = tf.cast(tf.reshape(sample, [-1, depth]), tf.float64)
+    means, logvars = tf.cast(means, tf.float64), tf.cast(logvars, tf.float64)
     precision = tf.exp(-logvars)
     squared = (tf.matmul(flat**2, precision, transpose_b=True)
                - 2.0 * tf.matmul(flat, means * precision, transpose_b=True)
                + tf.reduce_sum(means**2 * precision, axis=-1))
-    squared = tf.maximum(squared, 0.0)  # the expansion may round a zero distance below zero
+    squared = tf.maximum(squared, 0.0)  # rounding may take a zero distance below zero
     log_densities = -0.5 * (squared + tf.reduce_sum(logvars + LOG_2PI, axis=-1))  # [N, K]
-    components = tf.cast(tf.shape(means)[0], sample.dtype)
+    components = tf.cast(tf.shape(means)[0], tf.float64)
     log_density = tf.reduce_logsumexp(log_densities, axis=-1) - tf.math.log(components)
-    return tf.reshape(log_density, tf.shape(sample)[:-1])
+    return tf.reshape(tf.cast(log_density, sample.dtype), tf.shape(sample)[:-1])
 
 
 def bernoulli_log_likelihood(x, logits):

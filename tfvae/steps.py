@@ -67,7 +67,7 @@ def make_gradient_function(model, optimizer, config):
     """
     global_batch = config.batch_size
 
-    @tf.function(jit_compile=config.jit_compile)
+    @tf.function(jit_compile=config.xla)
     def gradients(x, labels, eps, kl_weight):
         with tf.GradientTape() as tape:
             terms = per_example_terms(model, x, labels, eps, objective=config.objective,
@@ -89,7 +89,7 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0, jit_
     The loss is the summed per-example objective over the global batch size, so gradients
     summed across replicas equal one device's on the whole batch.
 
-    With `config.jit_compile` under the default (no-op) strategy, the optimizer update is
+    With XLA (`config.xla`) under the default (no-op) strategy, the optimizer update is
     compiled into the same XLA cluster as the gradients (`jit_whole_step`, default: exactly
     then): no merge_call happens there, and the mlp trains ~1.2x faster for it
     (benchmarks/train_speed.py --ablations).
@@ -107,7 +107,7 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0, jit_
 
     if jit_whole_step is None:
         # Outside any strategy scope, get_strategy() is the default strategy itself.
-        jit_whole_step = config.jit_compile and strategy is tf.distribute.get_strategy() and (
+        jit_whole_step = config.xla and strategy is tf.distribute.get_strategy() and (
             not tf.distribute.has_strategy())
     if jit_whole_step:
         replica_step = tf.function(replica_step, jit_compile=True)
@@ -129,7 +129,7 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0, jit_
 def make_eval_function(model, config):
     """Builds `eval_step(x, labels, eps) -> [B, 3]`: per-image ELBO, reconstruction, KL."""
 
-    @tf.function(jit_compile=config.jit_compile)
+    @tf.function(jit_compile=config.xla)
     def eval_step(x, labels, eps):
         terms = per_example_terms(model, x, labels, eps, objective="elbo", kl=config.kl)
         return tf.stack([terms[n] for n in METRIC_NAMES], axis=1)
@@ -200,7 +200,7 @@ def make_iwae_function(model, config, k, chunk):
     stateless_fold_in(seed, start), so a batch's result depends on its seed alone.
     """
 
-    @tf.function(jit_compile=config.jit_compile)
+    @tf.function(jit_compile=config.xla)
     def iwae_step(x, labels, seed):
         def draw(start, size):
             noise_seed = tf.random.experimental.stateless_fold_in(seed, start)
