@@ -92,7 +92,11 @@ class VAE(keras.Model):
         return tf.sigmoid(h) if apply_sigmoid else h
 
     def prior_components_params(self):
-        """The VampPrior's components (means, logvars), each [K, latent_dim]."""
+        """The VampPrior's components (means, logvars), each [K, latent_dim].
+
+        Pseudo-inputs are clipped to pixel range as in Tomczak & Welling's hardtanh; a pixel
+        pushed outside stops receiving gradient there, as with theirs.
+        """
         return self.encode(tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0))
 
     def log_prior(self, z):

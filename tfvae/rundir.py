@@ -74,6 +74,10 @@ def prepare(run_dir, config, overwrite=False):
                                 for k in differing)
             raise TfvaeError(f"{run_dir} holds a run with a different config: {details}; "
                              "pass --overwrite to start afresh or choose another --out")
+        if saved.lr_schedule == "cosine" and saved.epochs != config.epochs:
+            raise TfvaeError(f"{run_dir} anneals its learning rate over {saved.epochs} epochs "
+                             f"(--lr-schedule cosine): resume with --epochs {saved.epochs}, or "
+                             "pass --overwrite to start afresh")
     elif overwrite:
         _clear(run_dir)
     write_json(config_path, dataclasses.asdict(config))

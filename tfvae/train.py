@@ -57,6 +57,8 @@ def make_optimizer(config, model, total_steps=None):
     """
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("--lr-schedule cosine needs the run's total_steps")
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
     optimizer = keras.optimizers.Adam(learning_rate)
     if model.dtype_policy_name == "mixed_float16":
