@@ -1,7 +1,7 @@
 """Test-set evaluation throughput: the ELBO pass and the IWAE bound (k = 5000), in images/s.
 
     TFVAE_DATA_DIR=/work/shared/data python -m benchmarks.eval_speed [--quick]
-        [--out benchmarks/results/eval_speed.json]
+        [--models conv mlp] [--xla both|off|on] [--out benchmarks/results/eval_speed.json]
 
 Uses tfvae's own compiled steps (steps.make_eval_function, steps.make_iwae_function with
 tfvae.evaluate's default batch and chunk) on freshly initialised models: throughput does not
@@ -57,6 +57,7 @@ def main(argv=None):
                         help="test images per timed IWAE call (at k = 5000 a conv image costs "
                         "~55 GFLOP: seconds on this CPU)")
     parser.add_argument("--xla", choices=("both", "off", "on"), default="both")
+    parser.add_argument("--models", nargs="+", choices=("conv", "mlp"), default=["conv", "mlp"])
     parser.add_argument("--out", default="benchmarks/results/eval_speed.json")
     args = parser.parse_args(argv)
     k = 50 if args.quick else args.k
@@ -64,23 +65,22 @@ def main(argv=None):
     gflops = flops.matmul_gflops(seconds=1.0 if args.quick else 4.0)
     print(f"float32 matmul: {gflops:.0f} GFLOP/s")
     rows = []
-    for model_name in ("conv",) if args.quick else ("conv", "mlp"):
+    for model_name in ("conv",) if args.quick else args.models:
         for jit in {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]:
             config = Config(model=model_name, jit_compile=jit)
             model = build_model(config)
             test_x, test_labels = data.test_set(images, labels, config.binarize)
             row = {"model": model_name, "jit_compile": jit,
                    "elbo_images_per_second": elbo_rate(model, config, test_x, test_labels)}
-            if hasattr(steps, "make_iwae_function"):
-                row["iwae_k"] = k
-                row["iwae_images_per_second"] = iwae_rate(
-                    model, config, test_x, test_labels, k, min(args.iwae_batch, len(test_x)),
-                    2.0 if args.quick else 10.0)
-                # k forward passes per image (an upper bound: the encoder runs once), each a
-                # third of a training step's FLOPs.
-                row["iwae_fraction_of_roofline"] = (
-                    row["iwae_images_per_second"] * k * flops.train_flops_per_image(model) / 3
-                    / (gflops * 1e9))
+            row["iwae_k"] = k
+            row["iwae_images_per_second"] = iwae_rate(
+                model, config, test_x, test_labels, k, min(args.iwae_batch, len(test_x)),
+                2.0 if args.quick else 10.0)
+            # k forward passes per image (an upper bound: the encoder runs once), each a third
+            # of a training step's FLOPs.
+            row["iwae_fraction_of_roofline"] = (
+                row["iwae_images_per_second"] * k * flops.train_flops_per_image(model) / 3
+                / (gflops * 1e9))
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"{'model':<5} {'xla':<5} {'ELBO images/s':>14} {'IWAE images/s':>14}")
