@@ -99,11 +99,15 @@ class VAE(keras.Model):
         """
         return self.encode(tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0))
 
-    def log_prior(self, z):
-        """log p(z) for z [..., latent_dim]; returns [...]."""
+    def log_prior(self, z, components=None):
+        """log p(z) for z [..., latent_dim]; returns [...].
+
+        `components`: the VampPrior's (means, logvars) when the caller already has them, so a
+        loop over sample chunks encodes the pseudo-inputs once.
+        """
         if not self.prior_components:
             return losses.log_normal_pdf(z, 0.0, 0.0)
-        return losses.log_mixture_normal_pdf(z, *self.prior_components_params())
+        return losses.log_mixture_normal_pdf(z, *(components or self.prior_components_params()))
 
     def sample_prior(self, num, seed):
         """`num` draws [num, latent_dim] from p(z), a function of `seed` ([2] ints) alone.

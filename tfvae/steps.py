@@ -36,18 +36,21 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     return {"objective": losses.iwae_bound(log_weights), **terms}
 
 
-def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0):
+def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0,
+                       prior_components=None):
     """Log importance weights [B, S] for z = mean + sigma * eps, eps [B, S, latent].
 
     Also returns the sample-averaged ELBO terms of the same draws. With `kl_weight` < 1 the
     weights are log p(x|z) + kl_weight * (log p(z) - log q(z|x)), the warm-up form.
+    `prior_components` as in `VAE.log_prior`.
     """
     batch, samples = tf.shape(eps)[0], tf.shape(eps)[1]
     z = model.reparameterize(mean[:, None], logvar[:, None], eps)  # [B, S, latent]
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
     log_px_z = log_likelihood(model, x[:, None], tf.reshape(logits, [batch, samples, 28, 28, 1]))
-    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar, model.log_prior(z))
+    log_pz = model.log_prior(z, prior_components)
+    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar, log_pz)
     elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
     terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
              "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}
@@ -169,9 +172,11 @@ def iwae_terms(model, x, labels, draw, k, chunk):
     chunk = min(chunk, k)
     full_chunks, rest = divmod(k, chunk)
     mean, logvar = model.encode(x, labels)
+    components = model.prior_components_params() if model.prior_components else None
 
     def one_chunk(start, size):
-        log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size))
+        log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size),
+                                                prior_components=components)
         sums = tf.stack([terms["reconstruction"], terms["kl"]]) * size
         return tf.reduce_logsumexp(log_weights, axis=1), sums
 
