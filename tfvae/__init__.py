@@ -7,3 +7,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+MODELS = ("ConvVAE", "MlpVAE")
+
+
+def __getattr__(name):
+    """`from tfvae import ConvVAE, MlpVAE`, importing Keras only when they are asked for."""
+    if name in MODELS:
+        from tfvae import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'tfvae' has no attribute {name!r}")
