@@ -18,6 +18,7 @@ from tfvae.config import ArgumentParser, add_config_flags, config_from_args, def
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error
 from tfvae.models import build_model
+from tfvae.tensorboard import write_image_summaries
 
 FRAME_PATTERN = "image_at_epoch_{:04d}.png"
 RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
@@ -172,6 +173,8 @@ def train_and_evaluate(config, workdir, overwrite=False):
                 for name, value in record.items():
                     if name != "epoch":
                         tf.summary.scalar(name, value)
+                write_image_summaries(model, epoch, *progress_latents(model, config),
+                                      test_x[:16], test_labels[:16])
             writer.flush()
         save_checkpoint(manager, step, chief)
 
