@@ -131,6 +131,8 @@ class KerasFitMixin:
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
             self.build((None, 28, 28, 1))
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        # Slots now, so load_weights and BackupAndRestore restore the optimizer's state too.
+        self.optimizer.build(self.trainable_variables)
         self.fit_binarize, self.fit_seed, self.fit_kl = binarize, int(seed), kl
 
     def get_compile_config(self):
@@ -143,8 +145,6 @@ class KerasFitMixin:
         """Recompiles a loaded model, binarization included (keras.models.load_model)."""
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)  # so its saved slots load
 
     @property
     def metrics(self):
@@ -199,7 +199,10 @@ class KerasFitMixin:
         return self._report(terms)
 
     def predict_step(self, batch):
-        x, labels, _ = self._unpack(batch)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if isinstance(x, (tuple, list)):  # predict((images, labels)) of conditional models
+            x = tuple(x)
+        x, labels, _ = self._unpack(x)
         logits, _, _ = self(to_unit_images(x), labels)
         return tf.sigmoid(logits)
 
