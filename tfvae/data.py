@@ -122,7 +122,7 @@ def load_subset(dataset, split, data_dir=None, size=None):
     return (images[:size], labels[:size]) if size else (images, labels)
 
 
-def binarize(intensities, method, seed=None):
+def binarize(intensities, method, seed=None, alg="auto_select"):
     """Maps intensities in [0, 1] to the training targets.
 
     Args:
@@ -130,9 +130,10 @@ def binarize(intensities, method, seed=None):
       method: 'dynamic' (Bernoulli draw with the intensity as probability, from the stateless
         `seed`), 'static' (threshold at 0.5, as the tutorial) or 'none'.
       seed: shape [2] int seed, needed for 'dynamic'.
+      alg: the stateless generator (tf.random.stateless_uniform's `alg`).
     """
     if method == "dynamic":
-        uniform = tf.random.stateless_uniform(tf.shape(intensities), seed=seed)
+        uniform = tf.random.stateless_uniform(tf.shape(intensities), seed=seed, alg=alg)
         return tf.cast(uniform < intensities, tf.float32)
     if method == "static":
         return tf.cast(intensities > 0.5, tf.float32)

@@ -177,8 +177,12 @@ class KerasFitMixin:
         replica = context.replica_id_in_sync_group if context else 0
         pixel_seed, noise_seed = step_seeds(
             self.fit_seed, tf.convert_to_tensor(self.optimizer.iterations), replica)
-        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed)
-        eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed)
+        # Inside XLA the draws are threefry's: XLA's CPU philox took 5 ms per batch of 128
+        # images, 8x threefry, and made fit of the mlp 0.6x as fast as the CLI.
+        alg = "threefry" if self.jit_compile else "auto_select"
+        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed, alg=alg)
+        eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed,
+                                         alg=alg)
         # Gradients are summed across replicas, so each divides by the global batch.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
