@@ -248,8 +248,9 @@ def test_conditional_model_without_labels_is_one_line(mnist):
     (x, _), _ = mnist
     vae = small_mlp(num_classes=10)
     vae.compile()
+    images = tf.data.Dataset.from_tensor_slices(x[:64]).batch(32)
     for call in (lambda: vae.fit(x[:64], epochs=1), lambda: vae.evaluate(x[:64]),
-                 lambda: vae.fit(tf.data.Dataset.from_tensor_slices(x[:64]).batch(32))):
+                 lambda: vae.fit(images, shuffle=False)):
         with pytest.raises(TfvaeError, match="label-conditional: pass the labels"):
             call()
 

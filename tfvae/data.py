@@ -122,7 +122,7 @@ def load_subset(dataset, split, data_dir=None, size=None):
     return (images[:size], labels[:size]) if size else (images, labels)
 
 
-def binarize(intensities, method, seed=None, alg="auto_select"):
+def binarize(intensities, method, seed=None):
     """Maps intensities in [0, 1] to the training targets.
 
     Args:
@@ -130,10 +130,9 @@ def binarize(intensities, method, seed=None, alg="auto_select"):
       method: 'dynamic' (Bernoulli draw with the intensity as probability, from the stateless
         `seed`), 'static' (threshold at 0.5, as the tutorial) or 'none'.
       seed: shape [2] int seed, needed for 'dynamic'.
-      alg: the stateless generator (tf.random.stateless_uniform's `alg`).
     """
     if method == "dynamic":
-        uniform = tf.random.stateless_uniform(tf.shape(intensities), seed=seed, alg=alg)
+        uniform = tf.random.stateless_uniform(tf.shape(intensities), seed=seed)
         return tf.cast(uniform < intensities, tf.float32)
     if method == "static":
         return tf.cast(intensities > 0.5, tf.float32)

@@ -95,6 +95,7 @@ class KerasFitMixin:
         # part of tf.train.Checkpoint, so the CLI's checkpoints are unchanged.
         self._fit_trackers = [keras.metrics.Mean(name=name) for name in TRACKED]
         self.fit_binarize, self.fit_seed, self.fit_kl = "dynamic", 0, "analytic"
+        self.fit_jit_compile, self._fit_update = False, None
 
     def compile(self, optimizer="adam", *, binarize="dynamic", seed=0, kl=None,
                 jit_compile=None, **kwargs):
@@ -109,7 +110,10 @@ class KerasFitMixin:
             test seed, so their numbers equal `python -m tfvae.train`'s test ELBO.
           seed: seeds the training binarization and reparameterization noise.
           kl: 'analytic' or 'mc' as the CLI's --kl (default: 'mc' under a VampPrior).
-          jit_compile: XLA; default on for MlpVAE, off for ConvVAE, as the CLI.
+          jit_compile: XLA for the update (the ELBO, its gradients and, outside a distribution
+            strategy, the optimizer step); default on for MlpVAE, off for ConvVAE, as the CLI.
+            The random draws stay outside XLA, whose CPU generators are slow, so Keras's own
+            `model.jit_compile` stays False.
           **kwargs: the rest of keras.Model.compile (steps_per_execution, run_eagerly, ...).
         """
         for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
@@ -126,19 +130,25 @@ class KerasFitMixin:
         if kl not in ("analytic", "mc") or (self.prior_components and kl == "analytic"):
             raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior), "
                              f"not {kl!r}")
-        if jit_compile is None:
+        if jit_compile in (None, "auto"):
             jit_compile = self.default_jit_compile
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
             self.build((None, 28, 28, 1))
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
+        # batch of 128 images and made fit of the mlp 0.6x as fast as the CLI. So the draws
+        # are made outside and XLA compiles the update alone, as the CLI's steps do.
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         # Slots now, so load_weights and BackupAndRestore restore the optimizer's state too.
         self.optimizer.build(self.trainable_variables)
         self.fit_binarize, self.fit_seed, self.fit_kl = binarize, int(seed), kl
+        self.fit_jit_compile = bool(jit_compile)
+        self._fit_update = self._make_update(self.fit_jit_compile)
 
     def get_compile_config(self):
         config = super().get_compile_config()
         if config:
-            config.update(binarize=self.fit_binarize, seed=self.fit_seed, kl=self.fit_kl)
+            config.update(binarize=self.fit_binarize, seed=self.fit_seed, kl=self.fit_kl,
+                          jit_compile=self.fit_jit_compile)
         return config
 
     def compile_from_config(self, config):
@@ -171,27 +181,39 @@ class KerasFitMixin:
             tracker.update_state(terms[name])
         return {tracker.name: tracker.result() for tracker in self._fit_trackers}
 
+    def _make_update(self, xla):
+        """`update(x, labels, eps) -> terms`: one optimizer step on a replica's batch."""
+
+        def gradients(x, labels, eps):
+            # Gradients are summed across replicas, so each divides by the global batch.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            with tf.GradientTape() as tape:
+                terms = steps.per_example_terms(self, x, labels, eps, kl=self.fit_kl)
+                loss = -tf.reduce_mean(terms["objective"]) / replicas
+                scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+            return tape.gradient(scaled, self.trainable_variables), terms
+
+        whole_step = xla and not tf.distribute.has_strategy()
+        # Under a strategy, applying gradients makes a cross-replica merge_call, kept out of XLA.
+        compiled_gradients = tf.function(gradients, jit_compile=True) if (
+            xla and not whole_step) else gradients
+
+        def update(x, labels, eps):
+            grads, terms = compiled_gradients(x, labels, eps)
+            self.optimizer.apply(grads, self.trainable_variables)
+            return terms
+
+        return tf.function(update, jit_compile=True) if whole_step else update
+
     def train_step(self, batch):
         x, labels, _ = self._unpack(batch)
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context else 0
         pixel_seed, noise_seed = step_seeds(
             self.fit_seed, tf.convert_to_tensor(self.optimizer.iterations), replica)
-        # Inside XLA the draws are threefry's: XLA's CPU philox took 5 ms per batch of 128
-        # images, 8x threefry, and made fit of the mlp 0.6x as fast as the CLI.
-        alg = "threefry" if self.jit_compile else "auto_select"
-        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed, alg=alg)
-        eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed,
-                                         alg=alg)
-        # Gradients are summed across replicas, so each divides by the global batch.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            terms = steps.per_example_terms(self, x, labels, eps, kl=self.fit_kl)
-            loss = -tf.reduce_mean(terms["objective"]) / replicas
-            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._report(terms)
+        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed)
+        eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed)
+        return self._report(self._fit_update(x, labels, eps))
 
     def test_step(self, batch):
         x, labels, eps = self._unpack(batch)
