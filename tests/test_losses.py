@@ -72,3 +72,10 @@ def test_elbo_is_reconstruction_minus_kl(kl):
         tutorial = (-50.0 + losses.log_normal_pdf(z, 0.0, 0.0)
                     - losses.log_normal_pdf(z, mean, logvar))
         np.testing.assert_allclose(terms["elbo"], tutorial, rtol=1e-6)
+
+
+def test_kl_warmup_ramps_linearly_to_one_then_stays():
+    step = tf.range(7, dtype=tf.float32)
+    np.testing.assert_allclose(losses.kl_warmup_weight(step, 4),
+                               [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(losses.kl_warmup_weight(step, 0), np.ones(7))

@@ -19,7 +19,7 @@ TRACKED = ("loss", *steps.METRIC_NAMES)  # history keys, and val_ forms of them
 def check_image_shape(shape):
     """Raises TfvaeError unless `shape` is [N, 28, 28] or [N, 28, 28, 1] (N may be unknown)."""
     dims = tuple(shape)[1:]
-    if dims not in ((28, 28), (28, 28, 1)):
+    if dims not in (data.IMAGE_SHAPE[:2], data.IMAGE_SHAPE):
         raise TfvaeError(f"images must be shaped [N, 28, 28] or [N, 28, 28, 1] (as "
                          f"keras.datasets.mnist gives them), not {list(shape)}")
 
@@ -133,7 +133,7 @@ class KerasFitMixin:
         if jit_compile in (None, "auto"):
             jit_compile = self.default_jit_compile
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
-            self.build((None, 28, 28, 1))
+            self.build((None, *data.IMAGE_SHAPE))
         # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
         # batch of 128 images and made fit of the mlp 0.6x as fast as the CLI. So the draws
         # are made outside and XLA compiles the update alone, as the CLI's steps do.

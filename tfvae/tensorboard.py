@@ -4,31 +4,16 @@
 same as a Keras callback for `model.fit` users.
 """
 
-import math
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfvae import data, viz
+from tfvae import figures, viz
 from tfvae.keras_fit import to_unit_images
 
 SAMPLES_TAG = "samples"
 RECONSTRUCTIONS_TAG = "reconstructions"
-
-
-def grid_latents(model, seed, side=8):
-    """The latents and labels of a sample grid, as the CLI draws them (`[seed, 1]`).
-
-    Unconditional: side x side prior draws; conditional: one row per class, the same
-    NUM_CLASSES styles in every row.
-    """
-    if model.conditional:
-        labels = np.repeat(np.arange(data.NUM_CLASSES), data.NUM_CLASSES)
-        styles = model.sample_prior(data.NUM_CLASSES, [seed, 1])
-        return tf.tile(styles, [data.NUM_CLASSES, 1]), labels
-    return model.sample_prior(side * side, [seed, 1]), None
 
 
 def write_image_summaries(model, step, z, labels, originals, original_labels=None):
@@ -38,13 +23,13 @@ def write_image_summaries(model, step, z, labels, originals, original_labels=Non
     Args:
       model: a tfvae VAE.
       step: the summary step (an epoch number).
-      z, labels: the grid's latents [N, latent_dim] and, for conditional models, labels [N];
-        one row per class for conditional models, else a square grid.
+      z, labels: the grid's latents [N, latent_dim] and, for conditional models, labels [N],
+        as figures.progress_latents draws them: one row per class, or 8 x 8.
       originals: images [M, 28, 28(, 1)] (uint8 or floats in [0, 1]) to reconstruct.
       original_labels: their labels [M] (conditional models).
     """
-    samples = model.decode(z, labels, apply_sigmoid=True).numpy()
-    rows = data.NUM_CLASSES if model.conditional else math.isqrt(len(samples))
+    samples = figures.decode_images(model, z, labels)
+    rows = model.num_classes if model.conditional else figures.PROGRESS_GRID_SIDE
     originals = to_unit_images(originals)
     logits, _, _ = model(originals, original_labels if model.conditional else None)
     pictures = {SAMPLES_TAG: viz.image_grid(samples, rows),
@@ -64,7 +49,7 @@ class ImageSummaries(keras.callbacks.Callback):
       log_dir: the TensorBoard log directory.
       images: a few images to reconstruct each epoch, e.g. x_test[:16].
       labels: their labels (conditional models).
-      seed: keys the prior draws of the sample grid.
+      seed: keys the prior draws of the sample grid (as the CLI's --seed does its own).
 
     Example:
       >>> vae.fit(x, epochs=10, callbacks=[keras.callbacks.TensorBoard("logs"),
@@ -78,7 +63,7 @@ class ImageSummaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
-        self._grid = grid_latents(self.model, self.seed)
+        self._grid = figures.progress_latents(self.model, self.seed)
 
     def on_epoch_end(self, epoch, logs=None):
         with self._writer.as_default():

@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tfvae.rundir import atomic_path
+from tfvae.files import atomic_path
 
 
 def to_uint8(images):
