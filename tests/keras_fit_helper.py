@@ -5,8 +5,9 @@ devices (possible only before TensorFlow starts), fits a ConvVAE under MirroredS
 writes its evaluate numbers beside those of a one-device copy of the same weights.
 
 `python tests/keras_fit_helper.py backup DATA_DIR WORKDIR`: a slowed-down fit with
-BackupAndRestore (every 8 batches), logging each batch to WORKDIR/progress.txt, so the test can
-SIGKILL it mid-epoch and run it again; writes WORKDIR/done.json at the end.
+BackupAndRestore (every 8 batches), 4 steps per compiled call, logging each call's last batch to
+WORKDIR/progress.txt, so the test can SIGKILL it mid-epoch and run it again; writes
+WORKDIR/done.json at the end.
 """
 
 import json
@@ -57,11 +58,11 @@ def backup(data_dir, workdir):
     x_test, _ = data.load_subset("mnist", "test", data_dir, 200)
     keras.utils.set_random_seed(0)
     vae = MlpVAE(latent_dim=2, hidden_units=(32,))
-    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=4)
     progress = open(os.path.join(workdir, "progress.txt"), "a")
 
     class Progress(keras.callbacks.Callback):
-        """Logs each batch, slowly enough for the test to kill the run mid-epoch."""
+        """Logs each call's last batch, slowly enough for the test to kill it mid-epoch."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
@@ -69,7 +70,7 @@ def backup(data_dir, workdir):
         def on_train_batch_end(self, batch, logs=None):
             progress.write(f"{self.epoch} {batch}\n")
             progress.flush()
-            time.sleep(0.05)
+            time.sleep(0.3)
 
     history = vae.fit(
         x, epochs=BACKUP_EPOCHS, batch_size=64, validation_data=(x_test,), verbose=0,
