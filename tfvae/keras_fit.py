@@ -116,9 +116,9 @@ class KerasFitMixin:
             The random draws stay outside XLA, whose CPU generators are slow, so Keras's own
             `model.jit_compile` stays False.
           steps_per_execution: training steps per compiled call; default 50, the CLI's
-            --steps-per-call, not Keras's 1: one step of the mlp is a few milliseconds, and
-            Keras's per-call overhead made fit 0.25x as fast as the CLI at 1. Batch-level
-            callbacks then see every 50th step.
+            --steps-per-call, not Keras's 1, at which the Python between calls made fit 0.72x
+            (conv) and 0.86x (mlp) as fast (benchmarks/keras_fit_speed.py, batch 128).
+            Batch-level callbacks then see every 50th step.
           **kwargs: the rest of keras.Model.compile (run_eagerly, ...).
         """
         for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
