@@ -99,7 +99,7 @@ class KerasFitMixin:
         self.fit_jit_compile, self._fit_update = False, None
 
     def compile(self, optimizer="adam", *, binarize="dynamic", seed=0, kl=None,
-                jit_compile=None, steps_per_execution=STEPS_PER_EXECUTION, **kwargs):
+                jit_compile=None, steps_per_execution=None, **kwargs):
         """Configures training; the loss is the negative ELBO, so there is no `loss` argument.
 
         Args:
@@ -118,7 +118,9 @@ class KerasFitMixin:
           steps_per_execution: training steps per compiled call; default 50, the CLI's
             --steps-per-call, not Keras's 1, at which the Python between calls made fit 0.72x
             (conv) and 0.86x (mlp) as fast (benchmarks/keras_fit_speed.py, batch 128).
-            Batch-level callbacks then see every 50th step.
+            Batch-level callbacks then see every 50th step. Inside a distribution strategy's
+            scope the default is 1: Keras 3.15's multi-step loop fails there under
+            MirroredStrategy ("You must feed a value for placeholder tensor").
           **kwargs: the rest of keras.Model.compile (run_eagerly, ...).
         """
         for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
@@ -137,6 +139,8 @@ class KerasFitMixin:
                              f"not {kl!r}")
         if jit_compile in (None, "auto"):
             jit_compile = self.default_jit_compile
+        if steps_per_execution is None:
+            steps_per_execution = 1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
             self.build((None, *data.IMAGE_SHAPE))
         # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
