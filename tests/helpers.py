@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import rundir, train
+from tfvae import checkpoints, rundir, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
@@ -86,5 +86,5 @@ def make_run(root, latent_dim=2, conditional=False, seed=0):
     model = rundir.new_model(config)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=train.make_optimizer(config, model),
                                      step=tf.Variable(0, dtype=tf.int64))
-    rundir.checkpoint_manager(run_dir, checkpoint).save(checkpoint_number=1)
+    checkpoints.manager(run_dir, checkpoint).save(checkpoint_number=1)
     return run_dir, model

@@ -1,6 +1,7 @@
 """The IDX reader, the data sources and the binarized pipelines."""
 
 import gzip
+import hashlib
 import os
 import shutil
 
@@ -195,3 +196,23 @@ def test_tensorflow_datasets_source_gives_what_the_idx_reader_gives(monkeypatch)
     assert subset[0].shape == (7, 28, 28)
     x, test_labels = data.test_set(*subset, "dynamic")
     assert x.shape == (7, *data.IMAGE_SHAPE) and set(np.unique(x)) <= {0.0, 1.0}
+
+
+def test_another_datasets_published_files_are_recognised(tmp_path, monkeypatch):
+    make_split(str(tmp_path))
+    with open(tmp_path / data.IDX_FILES["test"][0], "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    monkeypatch.setitem(data.PUBLISHED_SHA256, "fashion_mnist", {digest})
+    with pytest.raises(data.DataError, match="is fashion_mnist's t10k-images.*--dataset "
+                                             "fashion_mnist"):
+        data.load("mnist", "test", str(tmp_path))
+    images, _ = data.load("fashion_mnist", "test", str(tmp_path))  # under its own name: read
+    assert images.shape == (20, 28, 28)
+
+
+def test_published_checksums_match_the_real_files(mnist_dir):
+    if os.environ.get("TFVAE_DATA_DIR"):  # the original files (from tfds they are re-packed)
+        for name in (*data.IDX_FILES["train"], *data.IDX_FILES["test"]):
+            with open(os.path.join(mnist_dir, name), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() in data.PUBLISHED_SHA256["mnist"]
+    assert data.load("mnist", "test", mnist_dir)[0].shape == (10000, 28, 28)

@@ -6,6 +6,7 @@ was interrupted and resumed, grouped into compiled calls differently, or split a
 """
 
 import gzip
+import hashlib
 import os
 import sys
 import zlib
@@ -20,6 +21,22 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}
+# SHA-256 of the published .gz files, so a folder of one dataset's files is never read as the
+# other's (both are 28x28 grey images with labels 0-9, so nothing else would tell them apart).
+PUBLISHED_SHA256 = {
+    "mnist": {
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion_mnist": {
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
 IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of every image tfvae models
 NUM_CLASSES = 10
 # The test set is binarized once with this seed, whatever the run's seed, so that test
@@ -104,8 +121,22 @@ def load(dataset, split, data_dir=None):
         missing = [n for n in IDX_FILES[split] if not os.path.isfile(os.path.join(directory, n))]
         if missing:
             raise DataError(f"{directory} lacks {', '.join(missing)}: {_how_to_fix(dataset)}")
+        _check_is_dataset(directory, split, dataset)
         return read_idx_dir(directory, split)
     return _load_tfds(dataset, split)
+
+
+def _check_is_dataset(directory, split, dataset):
+    """Raises DataError if a file is the published file of another dataset."""
+    for name in IDX_FILES[split]:
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        other = next((d for d, known in PUBLISHED_SHA256.items()
+                      if d != dataset and digest in known), None)
+        if other:
+            raise DataError(f"{path} is {other}'s {name}, not {dataset}'s: put each dataset's "
+                            f"files in its own folder, or pass --dataset {other}")
 
 
 def _load_tfds(dataset, split):

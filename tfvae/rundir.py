@@ -267,74 +267,12 @@ def truncate_metrics(run_dir, last_epoch):
     return kept
 
 
-def checkpoint_manager(run_dir, checkpoint, max_to_keep=3):
-    """The CheckpointManager of a run directory, keeping the newest `max_to_keep`.
-
-    Its `checkpoint` index file is rebuilt from the checkpoint files present when it is
-    missing, garbled or names files that are gone.
-    """
-    directory = os.path.join(run_dir, CHECKPOINT_DIR)
-    _repair_index(directory)
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
-
-
 def checkpoint_steps(directory):
     """The steps of the complete-looking checkpoints in `directory`, oldest first."""
     if not os.path.isdir(directory):
         return []
     found = (re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(directory))
     return sorted(int(m.group(1)) for m in found if m)
-
-
-def _repair_index(directory):
-    steps = checkpoint_steps(directory)
-    if not steps:
-        return
-    try:
-        state = tf.train.get_checkpoint_state(directory)
-    except Exception:  # a garbled index raises protobuf's ParseError
-        state = None
-    listed = [] if state is None else list(state.all_model_checkpoint_paths)
-    if [os.path.basename(p) for p in listed] == [f"ckpt-{step}" for step in steps]:
-        return
-    names = [f"ckpt-{step}" for step in steps]  # the index's text format, relative paths
-    write_text(os.path.join(directory, "checkpoint"),
-               f'model_checkpoint_path: "{names[-1]}"\n'
-               + "".join(f'all_model_checkpoint_paths: "{name}"\n' for name in names))
-    note(f"rebuilt {os.path.join(directory, 'checkpoint')} from the checkpoint files present")
-
-
-def restore_latest(manager, checkpoint):
-    """Restores the newest intact checkpoint; returns its path, or None when the run has none.
-
-    A damaged newest checkpoint falls back to the next older one, with a note. Raises
-    TfvaeError when checkpoints exist but none can be restored, so a run never silently
-    restarts from step 0.
-    """
-    steps = checkpoint_steps(manager.directory)
-    failures = []
-    for step in reversed(steps):
-        path = os.path.join(manager.directory, f"ckpt-{step}")
-        try:
-            status = checkpoint.restore(path)
-            status.assert_existing_objects_matched()
-            status.expect_partial()  # a reader without the optimizer leaves its slots unread
-        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
-            failures.append((path, error))
-            continue
-        if failures:
-            note(f"checkpoint {failures[0][0]} is damaged ({first_line(failures[0][1])[:120]});"
-                 f" resuming from {path}")
-        return path
-    if not failures:
-        return None
-    path, error = failures[0]
-    if isinstance(error, (tf.errors.OpError, IndexError)):  # unreadable, not a mismatch
-        raise TfvaeError(f"every checkpoint in {manager.directory} is damaged (newest: "
-                         f"{first_line(error)[:160]}): restore them from a backup, or rerun "
-                         "with --overwrite to start afresh") from None
-    raise TfvaeError(f"checkpoint {path} does not fit this model ({first_line(error)[:200]}): "
-                     "it was made by a different model or config") from None
 
 
 def new_model(config):
@@ -355,7 +293,9 @@ def load_run(run_dir):
     model = new_model(config)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, step=step)
-    path = restore_latest(checkpoint_manager(run_dir, checkpoint), checkpoint)
+    from tfvae import checkpoints
+
+    path = checkpoints.restore_latest(checkpoints.manager(run_dir, checkpoint), checkpoint)
     if path is None:
         raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
                          f"`python -m tfvae.train --out {run_dir}`")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, figures, rundir, steps
+from tfvae import checkpoints, data, figures, rundir, steps
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error, first_line
@@ -25,7 +25,6 @@ from tfvae.tensorboard import write_image_summaries
 def load_datasets(config):
     """((train images, labels) as uint8, (test x, labels) binarized once) of a Config."""
     train = data.load_subset(config.dataset, "train", config.data_dir, config.train_size)
-    data.count_steps_per_epoch(len(train[0]), config.batch_size)  # refuse before loading more
     return train, data.load_test_set(config)
 
 
@@ -99,8 +98,8 @@ def build_state(config, strategy, total_steps=None, workdir=None):
     if workdir is not None:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)
         # Every worker resumes from the chief's checkpoints (the run directory must be shared).
-        manager = rundir.checkpoint_manager(workdir, checkpoint)
-        rundir.restore_latest(manager, checkpoint)
+        manager = checkpoints.manager(workdir, checkpoint)
+        checkpoints.restore_latest(manager, checkpoint)
     return State(model, optimizer, global_step, manager)
 
 
