@@ -11,10 +11,10 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").g
 SHORT = {"EPOCHS": 2, "TRAIN_SIZE": 6000, "TEST_SIZE": 1000, "IWAE_K": 50, "EVAL_SUBSET": 100}
 
 
-def test_there_are_four_notebooks():
+def test_there_are_five_notebooks():
     assert [p.name for p in NOTEBOOKS] == [
         "01_fully_connected_vae.ipynb", "02_convolutional_vae.ipynb",
-        "03_conditional_vae.ipynb", "04_latent_space.ipynb"]
+        "03_conditional_vae.ipynb", "04_latent_space.ipynb", "05_keras_fit.ipynb"]
 
 
 def with_parameters(notebook, out_dir, data_dir):

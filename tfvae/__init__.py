@@ -16,3 +16,14 @@ if sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_
     # Started as `python -m tfvae.COMMAND`: Ctrl-C while TensorFlow imports (seconds) exits
     # with one line, not an import traceback; `main` restores the usual handler.
     signal.signal(signal.SIGINT, quiet_interrupt)
+
+MODELS = ("ConvVAE", "MlpVAE")
+
+
+def __getattr__(name):
+    """`from tfvae import ConvVAE, MlpVAE`, importing Keras only when they are asked for."""
+    if name in MODELS:
+        from tfvae import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'tfvae' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from tfvae import checkpoints, data, figures, rundir, steps
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error, first_line
+from tfvae.tensorboard import write_image_summaries
 
 
 def load_datasets(config):
@@ -144,6 +145,8 @@ class Reporter:
                 for name, value in record.items():
                     if name != "epoch":
                         tf.summary.scalar(name, value)
+                write_image_summaries(model, record["epoch"], *figures.progress_latents(
+                    model, self.config.seed), *self.originals)
             self.writer.flush()
         except tf.errors.OpError as error:
             raise TfvaeError(f"could not write TensorBoard logs into {self.workdir}/"

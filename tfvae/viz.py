@@ -49,14 +49,19 @@ def save_grid(path, images, rows, scale=2):
     save_png(path, upscale(image_grid(images, rows), scale))
 
 
-def save_reconstructions(path, originals, reconstructions, scale=2):
-    """Writes originals (top row of each pair) above their reconstructions."""
+def reconstruction_grid(originals, reconstructions):
+    """One uint8 grid of originals (top row of each pair) above their reconstructions."""
     originals, reconstructions = to_uint8(originals), to_uint8(reconstructions)
     cols = min(len(originals), 8)
     rows = []
     for start in range(0, len(originals), cols):
         rows += [originals[start:start + cols], reconstructions[start:start + cols]]
-    save_grid(path, np.concatenate(rows) / 255.0, rows=len(rows), scale=scale)
+    return image_grid(np.concatenate(rows) / 255.0, rows=len(rows))
+
+
+def save_reconstructions(path, originals, reconstructions, scale=2):
+    """Writes originals (top row of each pair) above their reconstructions."""
+    save_png(path, upscale(reconstruction_grid(originals, reconstructions), scale))
 
 
 def save_gif(path, frames, fps=4, loop=0, hold=None, hold_seconds=0.5):

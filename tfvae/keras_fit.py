@@ -1,0 +1,293 @@
+"""Keras's fit(), evaluate() and predict() on tfvae's models, on the same objective as the CLI.
+
+`KerasFitMixin` is mixed into `tfvae.models.VAE`. Its train_step and test_step call
+`steps.per_example_terms`, the function behind the CLI's compiled steps, so `history.history`
+and `evaluate` report the CLI's ELBO, reconstruction and KL in nats per image.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import data, steps
+from tfvae.errors import TfvaeError
+
+BINARIZATIONS = ("dynamic", "static", "none")
+TRACKED = ("loss", *steps.METRIC_NAMES)  # history keys, and val_ forms of them
+STEPS_PER_EXECUTION = 50  # as Config.steps_per_call: see compile
+
+
+def check_image_shape(shape):
+    """Raises TfvaeError unless `shape` is [N, 28, 28] or [N, 28, 28, 1] (N may be unknown)."""
+    dims = tuple(shape)[1:]
+    if dims not in (data.IMAGE_SHAPE[:2], data.IMAGE_SHAPE):
+        raise TfvaeError(f"images must be shaped [N, 28, 28] or [N, 28, 28, 1] (as "
+                         f"keras.datasets.mnist gives them), not {list(shape)}")
+
+
+def to_unit_images(x):
+    """Images as float32 [B, 28, 28, 1] intensities in [0, 1].
+
+    Args:
+      x: uint8 (or other integer) images in 0..255, or floats in [0, 1], shaped [B, 28, 28]
+        or [B, 28, 28, 1].
+    """
+    x = tf.convert_to_tensor(x)
+    check_image_shape(x.shape)
+    if x.shape.rank == 3:
+        x = x[..., None]
+    if x.dtype.is_integer:
+        return tf.cast(x, tf.float32) / 255.0  # as data.test_set scales the IDX bytes
+    return tf.cast(x, tf.float32)
+
+
+def step_seeds(seed, step, replica=0):
+    """The (pixel seed, noise seed) of training step `step`: a stateless function of its args.
+
+    Keyed by the optimizer's iteration count, a resumed fit (BackupAndRestore) draws what an
+    uninterrupted one would, however steps are grouped into compiled calls.
+
+    Args:
+      seed: the int given to compile; step: int64 scalar; replica: the replica's index, so
+        the halves of a batch split across replicas get independent draws.
+    """
+    key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), -1 - step)
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
+    pixel_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, num=2))
+    return pixel_seed, noise_seed
+
+
+def eval_dataset(x, y, *, batch_size, binarize, latent_dim):
+    """Held-out images as the CLI evaluates them: ({'x', 'eps'}, labels) batches.
+
+    The whole array is binarized at once with data.TEST_BINARIZATION_SEED, as data.test_set
+    does, and the noise is data.eval_batches', so evaluate() equals the CLI's test ELBO.
+
+    Args:
+      x: images as `to_unit_images` takes them, all of them in one array.
+      y: labels [N], or None for an unconditional model.
+      batch_size: images per batch; binarize: 'dynamic', 'static' or 'none';
+      latent_dim: the model's latent size.
+    """
+    images = to_unit_images(x)
+    x = data.binarize(images, binarize, data.TEST_BINARIZATION_SEED).numpy()
+    labels = np.zeros(len(x), np.int32) if y is None else np.asarray(y).astype(np.int32)
+    batches = data.eval_batches(x, labels, batch_size=batch_size, noise_shape=(1, latent_dim))
+    return batches.map(lambda x, labels, eps: ({"x": x, "eps": eps}, labels))
+
+
+def _is_array(x):
+    return isinstance(x, (np.ndarray, tf.Tensor))
+
+
+class KerasFitMixin:
+    """fit / evaluate / predict for tfvae's VAEs, through train_step / test_step overrides.
+
+    The binarization is chosen in `compile` (see there). History and evaluate hold 'loss'
+    (the negative ELBO), 'elbo', 'reconstruction' and 'kl', in nats per image.
+    """
+
+    # XLA's CPU convolutions are slower than oneDNN's (see Config.jit_compile); models say.
+    default_jit_compile = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Made here, before the model is built (Keras locks its state then); metrics are not
+        # part of tf.train.Checkpoint, so the CLI's checkpoints are unchanged.
+        self._fit_trackers = [keras.metrics.Mean(name=name) for name in TRACKED]
+        self.fit_binarize, self.fit_seed, self.fit_kl = "dynamic", 0, "analytic"
+        self.fit_jit_compile, self._fit_update = False, None
+
+    def compile(self, optimizer="adam", *, binarize="dynamic", seed=0, kl=None,
+                jit_compile=None, steps_per_execution=None, **kwargs):
+        """Configures training; the loss is the negative ELBO, so there is no `loss` argument.
+
+        Args:
+          optimizer: as keras.Model.compile, e.g. keras.optimizers.Adam(1e-3).
+          binarize: training targets, as the CLI's --binarize: 'dynamic' draws fresh Bernoulli
+            pixels at every step (seeded: a function of `seed` and the optimizer's iteration);
+            'static' thresholds at 0.5; 'none' keeps intensities (needs a model built with
+            likelihood='gaussian'). Validation and evaluate binarize once, with the CLI's fixed
+            test seed, so their numbers equal `python -m tfvae.train`'s test ELBO.
+          seed: seeds the training binarization and reparameterization noise.
+          kl: 'analytic' or 'mc' as the CLI's --kl (default: 'mc' under a VampPrior).
+          jit_compile: XLA for the update (the ELBO, its gradients and, outside a distribution
+            strategy, the optimizer step); default on for MlpVAE, off for ConvVAE, as the CLI.
+            The random draws stay outside XLA, whose CPU generators are slow, so Keras's own
+            `model.jit_compile` stays False.
+          steps_per_execution: training steps per compiled call; default 50, the CLI's
+            --steps-per-call, not Keras's 1, at which the Python between calls made fit 0.72x
+            (conv) and 0.86x (mlp) as fast (benchmarks/keras_fit_speed.py, batch 128).
+            Batch-level callbacks then see every 50th step. Inside a distribution strategy's
+            scope the default is 1: Keras 3.15's multi-step loop fails there under
+            MirroredStrategy ("You must feed a value for placeholder tensor").
+          **kwargs: the rest of keras.Model.compile (run_eagerly, ...).
+        """
+        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.pop(name, None):
+                raise TfvaeError(f"compile() takes no {name}: a VAE's loss is its negative "
+                                 "ELBO, and elbo, reconstruction and kl are always reported")
+        if binarize not in BINARIZATIONS:
+            raise TfvaeError(f"binarize must be one of {', '.join(BINARIZATIONS)}, "
+                             f"not {binarize!r}")
+        if binarize == "none" and self.likelihood == "bernoulli":
+            raise TfvaeError("binarize='none' keeps intensities, which a Bernoulli likelihood "
+                             "cannot score: build the model with likelihood='gaussian'")
+        kl = kl or ("mc" if self.prior_components else "analytic")
+        if kl not in ("analytic", "mc") or (self.prior_components and kl == "analytic"):
+            raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior), "
+                             f"not {kl!r}")
+        if jit_compile in (None, "auto"):
+            jit_compile = self.default_jit_compile
+        if steps_per_execution is None:
+            steps_per_execution = 1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION
+        if not self.built:  # BackupAndRestore and load_weights need the variables before fit
+            self.build((None, *data.IMAGE_SHAPE))
+        # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
+        # batch of 128 images and made fit of the mlp 0.6x as fast as the CLI. So the draws
+        # are made outside and XLA compiles the update alone, as the CLI's steps do.
+        super().compile(optimizer=optimizer, jit_compile=False,
+                        steps_per_execution=steps_per_execution, **kwargs)
+        # Slots now, so load_weights and BackupAndRestore restore the optimizer's state too.
+        self.optimizer.build(self.trainable_variables)
+        self.fit_binarize, self.fit_seed, self.fit_kl = binarize, int(seed), kl
+        self.fit_jit_compile = bool(jit_compile)
+        self._fit_update = self._make_update(self.fit_jit_compile)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config.update(binarize=self.fit_binarize, seed=self.fit_seed, kl=self.fit_kl,
+                          jit_compile=self.fit_jit_compile)
+        return config
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model, binarization included (keras.models.load_model)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+
+    @property
+    def metrics(self):
+        return list(self._fit_trackers)
+
+    def _unpack(self, batch):
+        """(x, labels, eps) of a batch; eps is None unless eval_dataset prepared it."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        eps = None
+        if isinstance(x, dict):
+            x, eps = x["x"], x["eps"]
+        labels = None
+        if self.conditional:
+            if y is None:
+                raise TfvaeError("this model is label-conditional: pass the labels, "
+                                 "fit(x, y) / evaluate(x, y) / predict((x, y))")
+            labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        return x, labels, eps
+
+    def _report(self, terms):
+        loss, *others = self._fit_trackers
+        loss.update_state(-terms["objective"])  # per image, so the mean is over all images
+        for tracker, name in zip(others, steps.METRIC_NAMES):
+            tracker.update_state(terms[name])
+        return {tracker.name: tracker.result() for tracker in self._fit_trackers}
+
+    def _make_update(self, xla):
+        """`update(x, labels, eps) -> terms`: one optimizer step on a replica's batch."""
+
+        def gradients(x, labels, eps):
+            # Gradients are summed across replicas, so each divides by the global batch.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            with tf.GradientTape() as tape:
+                terms = steps.per_example_terms(self, x, labels, eps, kl=self.fit_kl)
+                loss = -tf.reduce_mean(terms["objective"]) / replicas
+                scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+            return tape.gradient(scaled, self.trainable_variables), terms
+
+        whole_step = xla and not tf.distribute.has_strategy()
+        # Under a strategy, applying gradients makes a cross-replica merge_call, kept out of XLA.
+        compiled_gradients = tf.function(gradients, jit_compile=True) if (
+            xla and not whole_step) else gradients
+
+        def update(x, labels, eps):
+            grads, terms = compiled_gradients(x, labels, eps)
+            self.optimizer.apply(grads, self.trainable_variables)
+            return terms
+
+        return tf.function(update, jit_compile=True) if whole_step else update
+
+    def train_step(self, batch):
+        x, labels, _ = self._unpack(batch)
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context else 0
+        pixel_seed, noise_seed = step_seeds(
+            self.fit_seed, tf.convert_to_tensor(self.optimizer.iterations), replica)
+        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed)
+        eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed)
+        return self._report(self._fit_update(x, labels, eps))
+
+    def test_step(self, batch):
+        x, labels, eps = self._unpack(batch)
+        if eps is None:  # a batch of a user's dataset: fixed draws, the same for every batch
+            x = data.binarize(to_unit_images(x), self.fit_binarize, data.TEST_BINARIZATION_SEED)
+            eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim],
+                                             seed=data.EVAL_NOISE_SEED)
+        terms = steps.per_example_terms(self, x, labels, eps, objective="elbo", kl=self.fit_kl)
+        return self._report(terms)
+
+    def predict_step(self, batch):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if isinstance(x, (tuple, list)):  # predict((images, labels)) of conditional models
+            x = tuple(x)
+        x, labels, _ = self._unpack(x)
+        logits, _, _ = self(to_unit_images(x), labels)
+        return tf.sigmoid(logits)
+
+    def _check_arrays(self, x, y):
+        """Fails early, in one line, on arrays a VAE cannot take."""
+        if not _is_array(x):
+            return
+        check_image_shape(x.shape)
+        if np.issubdtype(np.asarray(x[:0]).dtype, np.floating):
+            low, high = float(np.min(x)), float(np.max(x))
+            if low < 0.0 or high > 1.0:
+                raise TfvaeError(f"float images must be intensities in [0, 1], not "
+                                 f"[{low:g}, {high:g}]: pass uint8 images or divide by 255")
+        if self.conditional and y is None:
+            raise TfvaeError("this model is label-conditional: pass the labels, "
+                             "fit(x, y) / evaluate(x, y) / predict((x, y))")
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """keras.Model.fit; array validation_data is scored as the CLI scores its test set."""
+        self._check_arrays(x, y)
+        validation = kwargs.get("validation_data")
+        if validation is not None and not isinstance(validation, tf.data.Dataset):
+            val_x, val_y, _ = keras.utils.unpack_x_y_sample_weight(tuple(validation))
+            if _is_array(val_x):
+                self._check_arrays(val_x, val_y)
+                batch_size = kwargs.get("validation_batch_size") or kwargs.get("batch_size")
+                kwargs["validation_data"] = eval_dataset(
+                    val_x, val_y, batch_size=batch_size or 32, binarize=self.fit_binarize,
+                    latent_dim=self.latent_dim)
+                kwargs.pop("validation_batch_size", None)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """keras.Model.evaluate; arrays are scored as the CLI scores its test set."""
+        self._check_arrays(x, y)
+        if _is_array(x):
+            x = eval_dataset(x, y, batch_size=batch_size or 32, binarize=self.fit_binarize,
+                             latent_dim=self.latent_dim)
+            y = batch_size = None
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """Reconstruction probabilities [N, 28, 28, 1], decoded from the posterior means.
+
+        Args:
+          x: images (uint8, or floats in [0, 1]), encoded as given, without binarization;
+            conditional models take a tuple (images, labels).
+          *args, **kwargs: as keras.Model.predict.
+        """
+        images, labels = (x[0], x[1]) if isinstance(x, tuple) and len(x) == 2 else (x, None)
+        self._check_arrays(images, labels)
+        return super().predict(x, *args, **kwargs)

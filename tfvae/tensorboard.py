@@ -1,0 +1,74 @@
+"""Pictures beside the scalars in TensorBoard: each epoch's sample grid and reconstructions.
+
+`write_image_summaries` is what `python -m tfvae.train` calls per epoch; `ImageSummaries` is the
+same as a Keras callback for `model.fit` users.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from tfvae import figures, viz
+from tfvae.keras_fit import to_unit_images
+
+SAMPLES_TAG = "samples"
+RECONSTRUCTIONS_TAG = "reconstructions"
+
+
+def write_image_summaries(model, step, z, labels, originals, original_labels=None):
+    """Writes the grid decoded from `z` and the reconstructions of `originals` as image
+    summaries ('samples', 'reconstructions') into the default summary writer at `step`.
+
+    Args:
+      model: a tfvae VAE.
+      step: the summary step (an epoch number).
+      z, labels: the grid's latents [N, latent_dim] and, for conditional models, labels [N],
+        as figures.progress_latents draws them: one row per class, or 8 x 8.
+      originals: images [M, 28, 28(, 1)] (uint8 or floats in [0, 1]) to reconstruct.
+      original_labels: their labels [M] (conditional models).
+    """
+    samples = figures.decode_images(model, z, labels)
+    rows = model.num_classes if model.conditional else figures.PROGRESS_GRID_SIDE
+    originals = to_unit_images(originals)
+    logits, _, _ = model(originals, original_labels if model.conditional else None)
+    pictures = {SAMPLES_TAG: viz.image_grid(samples, rows),
+                RECONSTRUCTIONS_TAG: viz.reconstruction_grid(originals.numpy(),
+                                                             tf.sigmoid(logits).numpy())}
+    for tag, grid in pictures.items():
+        tf.summary.image(tag, grid[None, :, :, None], step=step)  # [1, H, W, 1] uint8
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """Adds, each epoch, the sample grid and reconstructions to a TensorBoard log directory.
+
+    Use beside keras.callbacks.TensorBoard(log_dir): the pictures go to `log_dir/images`, at
+    the epoch numbers of its scalars. The prior draws are made once, so epochs compare.
+
+    Args:
+      log_dir: the TensorBoard log directory.
+      images: a few images to reconstruct each epoch, e.g. x_test[:16].
+      labels: their labels (conditional models).
+      seed: keys the prior draws of the sample grid (as the CLI's --seed does its own).
+
+    Example:
+      >>> vae.fit(x, epochs=10, callbacks=[keras.callbacks.TensorBoard("logs"),
+      ...                                  ImageSummaries("logs", x_test[:16])])
+    """
+
+    def __init__(self, log_dir, images, labels=None, seed=0):
+        super().__init__()
+        self.log_dir, self.images, self.labels, self.seed = log_dir, images, labels, seed
+        self._writer = self._grid = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+        self._grid = figures.progress_latents(self.model, self.seed)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self._writer.as_default():
+            write_image_summaries(self.model, epoch, *self._grid, self.images, self.labels)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
