@@ -287,7 +287,7 @@ def test_a_run_that_lost_its_config_is_refused(trained, tmp_path, mnist_dir, cap
     os.remove(os.path.join(run_dir, "config.json"))
     err = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir, *to_argv(TINY)],
                     capsys)
-    assert "no config.json" in err
+    assert "holds checkpoints but no config.json" in err
     assert rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints")) == [4, 8]
 
 

@@ -70,6 +70,9 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
     ensure_writable(run_dir)
     remove_litter(run_dir)
     has_config = os.path.exists(os.path.join(run_dir, CONFIG_FILE))
+    if not has_config and os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
+        raise TfvaeError(f"{run_dir} holds checkpoints but no {CONFIG_FILE}, without which they "
+                         f"cannot be read: restore {CONFIG_FILE}, or choose another --out")
     if not has_config and _holds_run_files(run_dir):
         raise TfvaeError(f"{run_dir} holds files named as tfvae names its outputs but no "
                          f"{CONFIG_FILE}, so tfvae cannot tell who wrote them and will not "
