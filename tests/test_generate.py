@@ -94,10 +94,10 @@ def test_every_flag_writes_its_file_and_the_same_seed_gives_the_same_files(run, 
         if a.endswith("samples.png"):
             assert read_bytes(a) != read_bytes(c)
     manifold = imageio.imread(os.path.join(tmp_path, "a", "manifold.png"))
-    assert manifold.shape == (5 * 56, 5 * 56)
+    assert manifold.shape[0] > 5 * 28 and manifold.shape[1] > 5 * 28  # tiles plus z axes
     gif = os.path.join(tmp_path, "a", "transition.gif")
     frames = np.stack(imageio.mimread(gif))
-    assert frames.shape[1:3] == (112, 112)
+    assert frames.shape[2] == 112 and frames.shape[1] > 112  # 4x digits, a caption below
     # 10 digits, 12 frames each, the first of each held. Pillow may merge frames that an
     # untrained decoder leaves identical, but the playing time stays the same.
     with Image.open(gif) as opened:
@@ -132,7 +132,20 @@ def test_transition_starts_at_the_decoded_endpoint_and_steps_through_each_image(
     # The GIF's first frame is that decoded endpoint, upscaled.
     generate.write_transitions(model, run_dir, x[index], labels[index], seed=0, steps=12)
     first = imageio.mimread(os.path.join(run_dir, "transition.gif"))[0][..., 0]
-    np.testing.assert_array_equal(first, viz.animation_frames(endpoints[:1])[0])
+    np.testing.assert_array_equal(first[:112], viz.animation_frames(endpoints[:1])[0])
+
+
+def test_transition_captions_name_the_classes_and_the_region_passed_through(run):
+    run_dir, model = run
+    x, labels = data.load_test_set(rundir.load_config(run_dir))
+    index = generate.class_exemplars(labels)[:3]
+    reference = (generate.encode_means(model, x, labels), labels)
+    captions = generate.transition_captions(model, x[index], labels[index],
+                                            generate.CLASS_NAMES["mnist"], steps=4,
+                                            reference=reference)
+    assert len(captions) == 12
+    assert captions[0].startswith("0 to 1\nnow in: ") and captions[4].startswith("1 to 2")
+    assert captions[-1].startswith("2 to 0")
 
 
 def test_transition_indices_and_slerp(run, tmp_path):
@@ -149,7 +162,8 @@ def test_conditional_run_writes_digit_samples_and_a_class_morph(conditional_run,
     assert sorted(os.path.basename(p) for p in paths) == [
         "digit_7.png", "manifold.png", "samples.png", "transition.gif", "transition_class.gif"]
     morph = np.stack(imageio.mimread(str(tmp_path / "transition_class.gif")))
-    assert morph.shape[1:3] == (4 * 32, 4 * (2 + generate.MORPH_STYLES * 30))
+    # four styles side by side at 4x, a caption strip below
+    assert morph.shape[2] == 4 * (2 + generate.MORPH_STYLES * 30) and morph.shape[1] > 4 * 32
     assert os.path.getsize(tmp_path / "transition_class.gif") < 2 * 2**20
 
 

@@ -116,16 +116,46 @@ def scatter_points(model, x, labels):
     return points, axis_labels, f"Posterior means of the test set, PCA of {means.shape[1]}-D z"
 
 
-def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear"):
-    """Writes transition.gif and, for a conditional model, transition_class.gif."""
+def transition_captions(model, x, labels, class_names, steps=STEPS, method="linear",
+                        reference=None):
+    """One caption per frame of `transition_images`: the two classes it moves between and,
+    given reference=(test means, test labels) of an unconditional model, the class whose region
+    of the latent space the frame is in (the digit it is passing through)."""
+    names = [class_names[int(c)] for c in labels]
+    moves = [f"{names[i]} to {names[(i + 1) % len(names)]}" for i in range(len(names))
+             for _ in range(steps)]
+    if reference is None or model.conditional:
+        return moves
+    path = latent.interpolation_path(encode_means(model, x, labels), steps, method)
+    near = latent.nearest_class(path, *reference)
+    return [f"{move}\nnow in: {class_names[int(c)]}" for move, c in zip(moves, near)]
+
+
+def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear",
+                      class_names=CLASS_NAMES["mnist"], reference=None):
+    """Writes transition.gif and, for a conditional model, transition_class.gif, captioned."""
     paths = [os.path.join(out, "transition.gif")]
+    captions = transition_captions(model, x, labels, class_names, steps, method, reference)
     viz.save_animation(paths[0], transition_images(model, x, labels, steps, method),
-                       fps=FPS, hold_every=steps)
+                       fps=FPS, hold_every=steps, captions=captions)
     if model.conditional:
         paths.append(os.path.join(out, "transition_class.gif"))
         viz.save_animation(paths[1], class_morph_images(model, labels, seed, steps),
-                           fps=FPS, hold_every=steps)
+                           fps=FPS, hold_every=steps, captions=captions)
     return paths
+
+
+def manifold_axis_values(grid=GRID):
+    """The z1 values of the manifold's columns and z2 values of its rows, top to bottom."""
+    z = latent.quantile_grid(grid)
+    return z[:grid, 0], z[::grid, 1]
+
+
+def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnist"]):
+    """Writes the 2-D latent's manifold with its z values on the axes."""
+    title = f"p(x | z, y={class_names[label]})" if model.conditional else "p(x | z)"
+    viz.save_manifold(path, manifold_images(model, grid, label), grid,
+                      axis_values=manifold_axis_values(grid), title=title)
 
 
 def write_reconstructions(model, path, x, labels):
@@ -147,14 +177,16 @@ def write_run_figures(model, config, workdir, test_x, test_labels):
     Returns the paths written.
     """
     paths = []
+    names = CLASS_NAMES[config.dataset]
     if model.latent_dim == 2:
         paths.append(os.path.join(workdir, "manifold.png"))
-        viz.save_manifold(paths[-1], manifold_images(model), GRID)
+        save_manifold(model, paths[-1], class_names=names)
     # Only the classes present, so a run on a small --test-size still gets its pictures.
     index = class_exemplars(test_labels, np.unique(test_labels))
     if len(index) > 1:
+        reference = (encode_means(model, test_x, test_labels), test_labels)
         paths += write_transitions(model, workdir, test_x[index], test_labels[index],
-                                   config.seed)
+                                   config.seed, class_names=names, reference=reference)
     paths.append(write_scatter(model, config, workdir, test_x, test_labels))
     return paths
 
@@ -170,8 +202,9 @@ def main(argv=None):
     parser = ArgumentParser(prog="python -m tfvae.generate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run")
     parser.add_argument("--samples", type=int, metavar="N",
-                        help=f"write samples.png, N samples from the prior (and set the count "
-                             f"for --digit, default {DEFAULT_SAMPLES})")
+                        help=f"write samples.png, N samples from the prior (conditional runs: "
+                             f"rounded up to whole rows, one column per class; also sets the "
+                             f"count for --digit, default {DEFAULT_SAMPLES})")
     parser.add_argument("--digit", type=int, choices=range(10), metavar="D",
                         help="conditional runs: write digit_D.png, samples of class D (also the "
                              "class of a conditional run's --manifold, default 0)")
@@ -220,18 +253,22 @@ def main(argv=None):
     paths = []
     num = args.samples or DEFAULT_SAMPLES
     if args.samples:
-        labels = np.arange(num) % data.NUM_CLASSES if config.conditional else None
         rows = -(-num // data.NUM_CLASSES) if config.conditional else int(np.ceil(np.sqrt(num)))
         paths.append(os.path.join(out, "samples.png"))
-        viz.save_grid(paths[-1], prior_samples(model, num, seed, labels), rows)
+        if config.conditional:  # whole rows, so that each column is one class
+            labels = np.arange(rows * data.NUM_CLASSES) % data.NUM_CLASSES
+            viz.save_labelled_grid(paths[-1], prior_samples(model, len(labels), seed, labels),
+                                   rows, col_labels=CLASS_NAMES[config.dataset],
+                                   col_title="label y", row_title="one z per cell")
+        else:
+            viz.save_grid(paths[-1], prior_samples(model, num, seed), rows)
     if args.digit is not None:
         paths.append(os.path.join(out, f"digit_{args.digit}.png"))
         viz.save_grid(paths[-1], prior_samples(model, num, seed, np.full(num, args.digit)),
                       int(np.ceil(np.sqrt(num))))
     if args.manifold:
         paths.append(os.path.join(out, "manifold.png"))
-        viz.save_manifold(paths[-1], manifold_images(model, args.grid, args.digit or 0),
-                          args.grid)
+        save_manifold(model, paths[-1], args.grid, args.digit or 0, CLASS_NAMES[config.dataset])
     if args.reconstruct or args.transition or args.scatter:
         test_x, test_labels = data.load_test_set(config)
     if args.reconstruct:
@@ -248,7 +285,8 @@ def main(argv=None):
                                  f"{len(test_x)} images: use 0 to {len(test_x) - 1}")
             index = np.array(args.indices)
         paths += write_transitions(model, out, test_x[index], test_labels[index], seed,
-                                   args.steps, args.interpolation)
+                                   args.steps, args.interpolation, CLASS_NAMES[config.dataset],
+                                   (encode_means(model, test_x, test_labels), test_labels))
     if args.scatter:
         paths.append(write_scatter(model, config, out, test_x, test_labels))
     for path in paths:

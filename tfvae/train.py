@@ -38,7 +38,13 @@ def write_pictures(model, config, workdir, epoch, originals, original_labels):
     z, labels = progress_latents(model, config)
     rows = data.NUM_CLASSES if config.conditional else GRID_SIDE
     samples = model.decode(z, labels, apply_sigmoid=True).numpy()
-    viz.save_grid(os.path.join(workdir, FRAME_PATTERN.format(epoch)), samples, rows)
+    path = os.path.join(workdir, FRAME_PATTERN.format(epoch))
+    if config.conditional:
+        viz.save_labelled_grid(path, samples, rows, generate.CLASS_NAMES[config.dataset],
+                               [str(i + 1) for i in range(data.NUM_CLASSES)], row_title="label y",
+                               col_title="style z (the same in every row)")
+    else:
+        viz.save_grid(path, samples, rows)
     generate.write_reconstructions(
         model, os.path.join(workdir, RECONSTRUCTION_PATTERN.format(epoch)), originals,
         original_labels)
@@ -90,8 +96,11 @@ def check_finite(rows, first_step, checkpoint_step):
             f"{values[term]}; {kept}: lower --learning-rate and rerun with --overwrite")
 
 
-def train_and_evaluate(config, workdir, overwrite=False):
-    """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics."""
+def train_and_evaluate(config, workdir, overwrite=False, progress=True):
+    """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics.
+
+    `progress=False` drops the per-step progress bar and keeps one line per epoch (notebooks).
+    """
     strategy = make_strategy(config)  # first: multi-worker must set up TF before it starts
     chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)  # weight initialisation; all else is stateless
@@ -136,7 +145,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
     record = rundir.read_metrics(workdir)[-1] if chief and start_epoch else None
     for epoch in range(start_epoch + 1, config.epochs + 1):
         progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["elbo"],
-                                      verbose=1 if chief else 0)
+                                      verbose=1 if chief and progress else 0)
         started, train_elbo = time.perf_counter(), []
         epoch_end = epoch * steps_per_epoch
         while step < epoch_end:
@@ -178,7 +187,9 @@ def train_and_evaluate(config, workdir, overwrite=False):
     if chief:
         frames = sorted(glob.glob(os.path.join(workdir, FRAME_PATTERN.replace("{:04d}", "*"))))
         if frames:
-            viz.gif_from_pngs(os.path.join(workdir, "training.gif"), frames)
+            epochs = [int(os.path.basename(f)[len("image_at_epoch_"):-4]) for f in frames]
+            viz.gif_from_pngs(os.path.join(workdir, "training.gif"), frames,
+                              captions=[f"epoch {n}" for n in epochs])
         generate.write_run_figures(model, config, workdir, test_x, test_labels)
     return record
 
