@@ -22,7 +22,7 @@ def quiet_tensorflow():
     probes) sent to /dev/null: a kernel forwards that file descriptor into the notebook, and
     TF_CPP_MIN_LOG_LEVEL does not silence what is logged before absl is initialised. Python
     warnings and errors after this call show as usual. Returns the tensorflow module."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also its later C++ notices
     with _stderr_to_devnull():
         import tensorflow as tf
 

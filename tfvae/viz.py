@@ -175,13 +175,16 @@ def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, tit
     canvas = image_grid(images, rows)
     cols = -(-len(images) // rows)
     step = (canvas.shape[0] - 2) / rows  # tile plus padding
-    figure = Figure(figsize=(1.2 + 0.55 * cols, 0.9 + 0.55 * rows), dpi=100)
+    figure = Figure(figsize=(0.65 * cols, 0.65 * rows), dpi=100)  # the bbox grows for labels
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes = figure.add_axes((0, 0, 1, 1))
     axes.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     axes.tick_params(length=0)
+    col_labels = [str(c) for c in (col_labels or [""] * cols)]
+    long_labels = max(map(len, col_labels)) > 4  # would run into each other: slant them
     axes.set_yticks((np.arange(rows) + 0.5) * step + 1, list(row_labels or [""] * rows))
-    axes.set_xticks((np.arange(cols) + 0.5) * step + 1, list(col_labels or [""] * cols))
+    axes.set_xticks((np.arange(cols) + 0.5) * step + 1, col_labels,
+                    rotation=40 if long_labels else 0, ha="left" if long_labels else "center")
     axes.xaxis.tick_top()
     axes.xaxis.set_label_position("top")
     for spine in axes.spines.values():
@@ -191,15 +194,18 @@ def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, tit
     if col_title:
         axes.set_xlabel(col_title)
     if title:
-        figure.suptitle(title, y=0.02, va="bottom")
-    _save_figure(path, figure)
+        axes.text(0.5, -0.02, title, transform=axes.transAxes, ha="center", va="top")
+    _save_figure(path, figure, tight_layout=False)
 
 
-def _save_figure(path, figure):
-    figure.tight_layout()
+def _save_figure(path, figure, tight_layout=True):
+    if tight_layout:
+        figure.tight_layout()
     with atomic_path(path) as tmp:
-        # No software/date metadata, so equal inputs give byte-identical files.
-        figure.savefig(tmp, format="png", metadata={"Software": None})
+        # No software/date metadata, so equal inputs give byte-identical files; the bounding
+        # box is cropped to what is drawn, labels included.
+        figure.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight",
+                       pad_inches=0.1)
 
 
 def save_scatter(path, points, labels, class_names, axis_labels=("z1", "z2"), title=None):
