@@ -195,17 +195,17 @@ def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, tit
         axes.set_xlabel(col_title)
     if title:
         axes.text(0.5, -0.02, title, transform=axes.transAxes, ha="center", va="top")
-    _save_figure(path, figure, tight_layout=False)
+    _save_figure(path, figure, tight_layout=False, crop=True)
 
 
-def _save_figure(path, figure, tight_layout=True):
+def _save_figure(path, figure, tight_layout=True, crop=False):
+    """Writes a figure; `crop` trims the canvas to what is drawn, labels included."""
     if tight_layout:
         figure.tight_layout()
+    crop_args = {"bbox_inches": "tight", "pad_inches": 0.1} if crop else {}
     with atomic_path(path) as tmp:
-        # No software/date metadata, so equal inputs give byte-identical files; the bounding
-        # box is cropped to what is drawn, labels included.
-        figure.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight",
-                       pad_inches=0.1)
+        # No software/date metadata, so equal inputs give byte-identical files.
+        figure.savefig(tmp, format="png", metadata={"Software": None}, **crop_args)
 
 
 def save_scatter(path, points, labels, class_names, axis_labels=("z1", "z2"), title=None):
