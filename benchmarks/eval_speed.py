@@ -17,9 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import flops
-from tfvae import data, steps
+from tfvae import data, rundir, steps
 from tfvae.config import Config
-from tfvae.models import build_model
 
 
 def elbo_rate(model, config, test_x, test_labels):
@@ -68,7 +67,7 @@ def main(argv=None):
     for model_name in ("conv",) if args.quick else args.models:
         for jit in {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]:
             config = Config(model=model_name, jit_compile=jit)
-            model = build_model(config)
+            model = rundir.new_model(config)
             test_x, test_labels = data.test_set(images, labels, config.binarize)
             row = {"model": model_name, "jit_compile": jit,
                    "elbo_images_per_second": elbo_rate(model, config, test_x, test_labels)}

@@ -10,14 +10,11 @@ import resource
 import sys
 import time
 
-import keras
 import tensorflow as tf
 
 from benchmarks import flops, tutorial
 from tfvae import data, steps, train
 from tfvae.config import Config
-from tfvae.distribute import make_strategy
-from tfvae.models import build_model
 
 
 def timed(run_once, seconds, images_per_call):
@@ -75,13 +72,8 @@ def run_tfvae(spec, images, labels):
     config = Config(model=spec["model"], batch_size=spec["batch_size"],
                     **spec.get("overrides", {}))
     # As train.train_and_evaluate sets things up (the real functions, not copies).
-    keras.utils.set_random_seed(config.seed)
-    if spec.get("deterministic", True):
-        tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config)
-    with strategy.scope():
-        model = build_model(config)
-        optimizer = train.make_optimizer(config, model)
+    strategy = train.set_up(config, deterministic=spec.get("deterministic", True))
+    model, optimizer, _, _ = train.build_state(config, strategy)
     noise_shape = (1, config.latent_dim)
     if spec.get("pipeline") == "per-example":
         batches = per_example_batches(images, labels, config, noise_shape)

@@ -1,21 +1,41 @@
-"""Shared fixtures: where the real MNIST files are, and small configs for real training."""
+"""Shared fixtures: real MNIST ($TFVAE_DATA_DIR, else tensorflow-datasets) and untrained runs."""
 
 import os
-import pathlib
 
 import pytest
+from helpers import make_run, write_idx
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def data_root():
-    """$TFVAE_DATA_DIR, else the shared/ folder beside the checkout (as on CI)."""
-    return pathlib.Path(os.environ.get("TFVAE_DATA_DIR") or REPO.parent / "shared" / "data")
+from tfvae import data
 
 
 @pytest.fixture(scope="session")
-def mnist_dir():
-    path = data_root() / "mnist"
-    assert (path / "train-images-idx3-ubyte.gz").is_file(), (
-        f"real MNIST is needed at {path}: set TFVAE_DATA_DIR to the folder holding mnist/")
-    return str(path)
+def mnist_dir(tmp_path_factory):
+    """An absolute path to a directory of the four MNIST IDX files.
+
+    $TFVAE_DATA_DIR (or its mnist/ folder) when set, as on CI; otherwise the files are written
+    from tensorflow-datasets' MNIST, which it downloads once and caches, as `tfvae.train` does.
+    """
+    root = os.environ.get("TFVAE_DATA_DIR")
+    if root:
+        directory = os.path.abspath(data._resolve_dir(root, "mnist"))
+        assert os.path.isfile(os.path.join(directory, data.IDX_FILES["train"][0])), (
+            f"TFVAE_DATA_DIR={root} holds no MNIST IDX files: unset it to use "
+            "tensorflow-datasets, or point it at the folder holding mnist/")
+        return directory
+    directory = tmp_path_factory.mktemp("mnist")
+    for split, (image_file, label_file) in data.IDX_FILES.items():
+        images, labels = data._load_tfds("mnist", split)
+        write_idx(directory / image_file, images)
+        write_idx(directory / label_file, labels)
+    return str(directory)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """An untrained run directory whose test split is 30 random images."""
+    return make_run(str(tmp_path))
+
+
+@pytest.fixture
+def conditional_run(tmp_path):
+    return make_run(str(tmp_path), conditional=True)

@@ -90,11 +90,12 @@ def mirrored_train(out_path):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from tfvae.config import Config
+    from helpers import tiny_config
+
     from tfvae.train import train_and_evaluate
 
-    config = Config(model="mlp", latent_dim=2, epochs=1, train_size=256, test_size=100,
-                    batch_size=32, strategy="mirrored")
+    config = tiny_config(hidden_units=(400,), train_size=256, test_size=100, batch_size=32,
+                         steps_per_call=50, strategy="mirrored")
     record = train_and_evaluate(config, os.path.join(os.path.dirname(out_path), "run"))
     with open(out_path, "w") as f:
         json.dump({"replicas": len(tf.config.list_logical_devices("CPU")), **record}, f)
@@ -103,16 +104,16 @@ def mirrored_train(out_path):
 def worker(weights_path, argv):
     import numpy as np
 
-    from tfvae import train
+    from tfvae import rundir, train
 
     built = []
-    build_model = train.build_model
+    new_model = rundir.new_model
 
-    def recording_build_model(config):
-        built.append(build_model(config))
+    def recording_new_model(config):
+        built.append(new_model(config))
         return built[-1]
 
-    train.build_model = recording_build_model  # to read this worker's weights after training
+    rundir.new_model = recording_new_model  # to read this worker's weights after training
     train.main(argv)
     np.savez(weights_path, *built[0].get_weights())
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+from helpers import cli_error
 
 from tfvae import rundir, train
 from tfvae.config import (
@@ -60,10 +61,7 @@ def test_config_json_round_trip(tmp_path):
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_command_line_errors_are_one_line_with_status_2(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train.exit_on_error(train.main)(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = cli_error(train.main, argv, capsys)
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -81,3 +79,9 @@ def test_beta_and_autoencoder_flags_reach_the_config():
     config = config_from_args(parser.parse_args(["--objective", "autoencoder"]))
     assert config.objective == "autoencoder"
     assert Config().beta == 1.0  # the plain ELBO unless asked
+
+
+def test_xla_is_on_for_the_mlp_and_off_for_conv_unless_asked():
+    assert Config(model="mlp").xla and not Config(model="conv").xla
+    assert Config(model="conv", jit_compile=True).xla
+    assert not Config(model="mlp", jit_compile=False).xla

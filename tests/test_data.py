@@ -1,6 +1,7 @@
 """The IDX reader, the data sources and the binarized pipelines."""
 
 import gzip
+import hashlib
 import os
 import shutil
 
@@ -9,16 +10,9 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import write_idx
 
 from tfvae import data
-
-
-def write_idx(path, array, magic_type=0x08, compress=True):
-    header = bytes([0, 0, magic_type, array.ndim])
-    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    with (gzip.open(path, "wb") if compress else open(path, "wb")) as f:
-        f.write(payload)
 
 
 def make_split(directory, n_train=40, n_test=20, seed=0):
@@ -187,3 +181,38 @@ def test_test_set_is_identical_between_loads(mnist_dir):
     b, _ = data.test_set(*data.load_subset("mnist", "test", mnist_dir, size=500), "dynamic")
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) == {0.0, 1.0}
+
+
+def test_tensorflow_datasets_source_gives_what_the_idx_reader_gives(monkeypatch):
+    # What a fresh machine without $TFVAE_DATA_DIR runs; mock_data serves MNIST's real schema.
+    import tensorflow_datasets as tfds
+
+    monkeypatch.delenv("TFVAE_DATA_DIR", raising=False)
+    with tfds.testing.mock_data(num_examples=25):
+        images, labels = data.load("mnist", "train")
+        subset = data.load_subset("mnist", "test", size=7)
+    assert images.shape == (25, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (25,) and labels.dtype == np.uint8 and labels.max() < 10
+    assert subset[0].shape == (7, 28, 28)
+    x, test_labels = data.test_set(*subset, "dynamic")
+    assert x.shape == (7, *data.IMAGE_SHAPE) and set(np.unique(x)) <= {0.0, 1.0}
+
+
+def test_another_datasets_published_files_are_recognised(tmp_path, monkeypatch):
+    make_split(str(tmp_path))
+    with open(tmp_path / data.IDX_FILES["test"][0], "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    monkeypatch.setitem(data.PUBLISHED_SHA256, "fashion_mnist", {digest})
+    with pytest.raises(data.DataError, match="is fashion_mnist's t10k-images.*--dataset "
+                                             "fashion_mnist"):
+        data.load("mnist", "test", str(tmp_path))
+    images, _ = data.load("fashion_mnist", "test", str(tmp_path))  # under its own name: read
+    assert images.shape == (20, 28, 28)
+
+
+def test_published_checksums_match_the_real_files(mnist_dir):
+    if os.environ.get("TFVAE_DATA_DIR"):  # the original files (from tfds they are re-packed)
+        for name in (*data.IDX_FILES["train"], *data.IDX_FILES["test"]):
+            with open(os.path.join(mnist_dir, name), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() in data.PUBLISHED_SHA256["mnist"]
+    assert data.load("mnist", "test", mnist_dir)[0].shape == (10000, 28, 28)

@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from tfvae import data, distribute, rundir, steps
 from tfvae.config import Config
-from tfvae.models import build_model
 from tfvae.train import make_optimizer, train_and_evaluate
 
 HELPER = os.path.join(os.path.dirname(__file__), "distributed_helper.py")
@@ -122,7 +121,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
 def test_mixed_precision_trains_in_bfloat16_with_float32_logits():
     config = Config(model="conv", latent_dim=2, batch_size=32, mixed_precision=True)
     assert distribute.dtype_policy_name(config) == "mixed_bfloat16"  # this machine has no GPU
-    model = build_model(config)
+    model = rundir.new_model(config)
     optimizer = make_optimizer(config, model)
     assert model.encoder.layers[0].compute_dtype == "bfloat16"
     assert model.encoder.layers[0].kernel.dtype == "float32"  # master weights stay float32

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import cli_error, tiny_config
 
 from tfvae import evaluate, rundir, train
 from tfvae.config import Config
@@ -16,9 +17,8 @@ from tfvae.errors import exit_on_error
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, mnist_dir):
     run_dir = str(tmp_path_factory.mktemp("run"))
-    config = Config(model="mlp", hidden_units=(64,), latent_dim=4, data_dir=mnist_dir,
-                    train_size=512, test_size=200, epochs=1, batch_size=64,
-                    jit_compile=False)  # XLA compiles would dominate here; test_iwae uses XLA
+    config = tiny_config(hidden_units=(64,), latent_dim=4, data_dir=mnist_dir, train_size=512,
+                         jit_compile=False)  # XLA compiles would dominate here; test_iwae uses XLA
     train.train_and_evaluate(config, run_dir)
     return run_dir
 
@@ -57,29 +57,19 @@ def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path):
 
 
 def test_run_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
-    rundir.write_json(str(tmp_path / "config.json"), {"model": "mlp", "latent_dim": 4})
-    with pytest.raises(SystemExit) as exited:
-        exit_on_error(evaluate.main)([str(tmp_path), "--k", "5"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    rundir.prepare(str(tmp_path), Config(model="mlp", latent_dim=4))
+    err = cli_error(evaluate.main, [str(tmp_path), "--k", "5"], capsys).strip().splitlines()
     assert len(err) == 1 and "has no checkpoint" in err[0]
 
 
 def test_checkpoint_of_another_model_is_one_line_and_exit_2(tiny_run, tmp_path, capsys):
     import shutil
 
+    rundir.prepare(str(tmp_path), Config(model="mlp", latent_dim=8, hidden_units=(64,)))
     shutil.copytree(os.path.join(tiny_run, "checkpoints"), tmp_path / "checkpoints")
-    rundir.write_json(str(tmp_path / "config.json"),
-                      {"model": "mlp", "latent_dim": 8, "hidden_units": [64]})
-    with pytest.raises(SystemExit) as exited:
-        exit_on_error(evaluate.main)([str(tmp_path), "--k", "5"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = cli_error(evaluate.main, [str(tmp_path), "--k", "5"], capsys).strip().splitlines()
     assert len(err) == 1 and "does not fit this model" in err[0]
 
 
 def test_bad_k_is_one_line_and_exit_2(tiny_run, capsys):
-    with pytest.raises(SystemExit) as exited:
-        exit_on_error(evaluate.main)([tiny_run, "--k", "0"])
-    assert exited.value.code == 2
-    assert "--k must be at least 1" in capsys.readouterr().err
+    assert "--k must be at least 1" in cli_error(evaluate.main, [tiny_run, "--k", "0"], capsys)

@@ -125,3 +125,10 @@ def test_beta_weights_the_kl_of_the_objective_only(objective):
     np.testing.assert_allclose(rows[1][0, 0], rows[1][0, 1] - rows[1][0, 2], rtol=1e-5)
     # ... and beta changes the encoder's update, through the KL's gradient.
     assert not np.allclose(weights[0], weights[1])
+
+
+def test_kl_warmup_ramps_linearly_to_one_then_stays():
+    step = tf.range(7, dtype=tf.float32)
+    np.testing.assert_allclose(losses.kl_warmup_weight(step, 4),
+                               [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(losses.kl_warmup_weight(step, 0), np.ones(7))

@@ -45,7 +45,7 @@ def test_mlp_is_784_400_20_by_default():
 
 @pytest.mark.parametrize("model_name", ["conv", "mlp"])
 def test_conditional_sample_depends_on_the_label(model_name):
-    model = build_model(Config(model=model_name, latent_dim=2, conditional=True))
+    model = build_model(Config(model=model_name, latent_dim=2, conditional=True), num_classes=10)
     z = tf.zeros([3, 2])
     threes = model.sample(z, labels=[3, 3, 3])
     sevens = model.sample(z, labels=[7, 7, 7])
@@ -61,7 +61,7 @@ def test_conditional_sample_depends_on_the_label(model_name):
     Config(model="mlp", latent_dim=3, likelihood="gaussian", binarize="none"),
 ])
 def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, config):
-    model = build_model(config)
+    model = build_model(config, num_classes=10)
     x = tf.random.uniform([4, 28, 28, 1], seed=1)
     labels = tf.constant([0, 1, 2, 9]) if config.conditional else None
     path = str(tmp_path / "vae.keras")

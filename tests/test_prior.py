@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import tiny_config
 
 from tfvae import losses, rundir, steps, train
 from tfvae.config import Config
@@ -136,26 +137,10 @@ def test_bad_prior_and_schedule_values_are_rejected(changes, message):
         dataclasses.replace(Config(), **changes)
 
 
-def test_xla_is_on_for_the_mlp_and_off_for_conv_unless_asked():
-    assert Config(model="mlp").xla and not Config(model="conv").xla
-    assert Config(model="conv", jit_compile=True).xla
-    assert not Config(model="mlp", jit_compile=False).xla
-
-
-def test_cosine_run_refuses_to_resume_with_other_epochs(tmp_path):
-    config = Config(lr_schedule="cosine", epochs=3)
-    rundir.prepare(str(tmp_path), config)
-    with pytest.raises(TfvaeError, match="resume with --epochs 3"):
-        rundir.prepare(str(tmp_path), dataclasses.replace(config, epochs=6))
-    rundir.prepare(str(tmp_path), dataclasses.replace(config, epochs=6), overwrite=True)
-    rundir.prepare(str(tmp_path / "constant"), Config(epochs=3))
-    rundir.prepare(str(tmp_path / "constant"), Config(epochs=6))  # constant rate: extendable
-
-
 def test_vamp_prior_with_cosine_schedule_trains_and_restores(tmp_path, mnist_dir):
-    config = Config(model="mlp", hidden_units=(64,), latent_dim=4, prior_components=16,
-                    kl="mc", objective="iwae", k=3, lr_schedule="cosine", epochs=3,
-                    data_dir=mnist_dir, train_size=6400, test_size=500, batch_size=64)
+    config = tiny_config(hidden_units=(64,), latent_dim=4, prior_components=16, kl="mc",
+                         objective="iwae", k=3, lr_schedule="cosine", epochs=3,
+                         data_dir=mnist_dir, train_size=6400, test_size=500, steps_per_call=50)
     train.train_and_evaluate(config, str(tmp_path))
     records = rundir.read_metrics(str(tmp_path))
     assert records[-1]["test_elbo"] > records[0]["test_elbo"] + 3

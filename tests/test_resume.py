@@ -10,23 +10,18 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import cli_error, tiny_config, to_argv
 
 from tfvae import rundir, train
 from tfvae.config import Config
-from tfvae.errors import exit_on_error
-from tfvae.models import build_model
 
-TINY = ["--train-size", "2048", "--test-size", "300", "--batch-size", "64", "--epochs", "3",
-        "--latent-dim", "2", "--model", "mlp", "--hidden-units", "64",
-        "--steps-per-call", "4", "--checkpoint-every", "8"]
+TINY = to_argv(tiny_config(train_size=2048, test_size=300, epochs=3, hidden_units=(64,),
+                           steps_per_call=4, checkpoint_every=8))
 
 
 def final_weights(workdir):
-    model = build_model(rundir.load_config(workdir))
-    checkpoint = tf.train.Checkpoint(model=model)
-    manager = rundir.checkpoint_manager(workdir, checkpoint)
-    checkpoint.restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
-    return [w.numpy() for w in model.weights], manager.latest_checkpoint
+    run = rundir.load_run(workdir)
+    return [w.numpy() for w in run.model.weights], run.checkpoint
 
 
 def train_command(workdir, mnist_dir, *extra):
@@ -78,8 +73,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(kill_seed, uninter
 
 
 def test_same_seed_same_run_and_different_seed_different_run(tmp_path, mnist_dir):
-    config = Config(model="mlp", hidden_units=(32,), latent_dim=2, epochs=1, train_size=1024,
-                    test_size=200, batch_size=64, steps_per_call=8, data_dir=mnist_dir)
+    config = tiny_config(data_dir=mnist_dir)
     runs = {}
     for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
         train.train_and_evaluate(Config(**{**config.__dict__, "seed": seed}),
@@ -97,10 +91,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
                                                                            capsys):
     argv = ["--data-dir", mnist_dir, "--out", str(tmp_path), *TINY,
             "--learning-rate", "1e30", "--checkpoint-every", "1", "--steps-per-call", "1"]
-    with pytest.raises(SystemExit) as exit_info:
-        exit_on_error(train.main)(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
+    err = cli_error(train.main, argv, capsys).strip()
     assert err.startswith("error: training diverged at step ")
     assert "term became" in err and "lower --learning-rate" in err and "\n" not in err
     bad_step = int(err.split("step ")[1].split(":")[0])
@@ -109,18 +100,10 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(np.isfinite(w).all() for w in weights)
 
 
-def cli_error(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        exit_on_error(train.main)(argv)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    return err
-
-
 def test_rerun_with_a_different_config_is_refused_naming_the_keys(uninterrupted, capsys,
                                                                   mnist_dir):
-    err = cli_error(["--data-dir", mnist_dir, "--out", uninterrupted, *TINY, "--latent-dim", "3",
-                     "--learning-rate", "0.01"], capsys)
+    err = cli_error(train.main, ["--data-dir", mnist_dir, "--out", uninterrupted, *TINY,
+                                 "--latent-dim", "3", "--learning-rate", "0.01"], capsys)
     assert "latent_dim (2 there, 3 now)" in err and "learning_rate" in err
     assert "--overwrite" in err
 
@@ -132,7 +115,7 @@ def test_checkpoint_from_a_different_model_is_refused(uninterrupted, tmp_path, c
     config = rundir.load_config(str(workdir))
     rundir.write_json(str(workdir / "config.json"),
                       {**config.__dict__, "hidden_units": [32], "epochs": 4})
-    err = cli_error(["--data-dir", mnist_dir, "--out", str(workdir), *TINY,
+    err = cli_error(train.main, ["--data-dir", mnist_dir, "--out", str(workdir), *TINY,
                      "--hidden-units", "32", "--epochs", "4"], capsys)
     assert "does not fit this model" in err
 
@@ -155,14 +138,16 @@ def test_bad_data_directories(damage, message, tmp_path, mnist_dir, capsys):
         path.write_bytes(path.read_bytes()[:100_000])
     else:
         shutil.copy(data_dir / "t10k-labels-idx1-ubyte.gz", data_dir / "train-labels-idx1-ubyte.gz")
-    err = cli_error(["--data-dir", str(data_dir), "--out", str(tmp_path / "run"), *TINY], capsys)
+    err = cli_error(train.main, ["--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                                 *TINY], capsys)
     assert message in err
 
 
 def test_unwritable_output_directory(tmp_path, mnist_dir, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    err = cli_error(["--data-dir", mnist_dir, "--out", str(blocker / "run"), *TINY], capsys)
+    err = cli_error(train.main, ["--data-dir", mnist_dir, "--out", str(blocker / "run"), *TINY],
+                    capsys)
     assert "cannot write to output directory" in err and "--out" in err
 
 
@@ -175,7 +160,7 @@ def test_real_command_line_prints_no_traceback(tmp_path):
 
 
 def test_too_few_training_images_for_one_batch(tmp_path, mnist_dir, capsys):
-    err = cli_error(["--data-dir", mnist_dir, "--out", str(tmp_path / "run"),
+    err = cli_error(train.main, ["--data-dir", mnist_dir, "--out", str(tmp_path / "run"),
                      "--train-size", "10", "--batch-size", "64"], capsys)
     assert "10 training images cannot fill one batch of 64" in err
     assert not (tmp_path / "run").exists()  # refused before anything was written

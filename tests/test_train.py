@@ -6,21 +6,18 @@ import os
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import tensorflow as tf
+from helpers import tiny_config, to_argv
 
 from tfvae import data, rundir, steps, train
-from tfvae.config import Config
-from tfvae.models import build_model
 
-SMALL = dict(train_size=6400, test_size=1000, batch_size=64, epochs=3, latent_dim=2,
-             steps_per_call=25)
+SMALL = tiny_config(model="conv", train_size=6400, test_size=1000, epochs=3, steps_per_call=25,
+                    seed=1)
 
 
 @pytest.fixture(scope="module")
 def conv_run(tmp_path_factory, mnist_dir):
     workdir = str(tmp_path_factory.mktemp("conv-run"))
-    train.main(["--data-dir", mnist_dir, "--out", workdir, "--seed", "1",
-                *[f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]])
+    train.main(["--data-dir", mnist_dir, "--out", workdir, *to_argv(SMALL)])
     return workdir
 
 
@@ -50,12 +47,8 @@ def test_outputs_exist_and_are_valid(conv_run):
 
 
 def test_checkpoint_reproduces_the_logged_test_elbo(conv_run, mnist_dir):
-    config = rundir.load_config(conv_run)
-    model = build_model(config)
-    checkpoint = tf.train.Checkpoint(model=model)
-    manager = rundir.checkpoint_manager(conv_run, checkpoint)
-    checkpoint.restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
-    assert manager.latest_checkpoint.endswith("-300")
+    config, model, _, latest = rundir.load_run(conv_run)
+    assert latest.endswith("-300")
     test_x, test_labels = train.load_datasets(config)[1]
     batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,
                                 noise_shape=(1, config.latent_dim))
@@ -65,8 +58,8 @@ def test_checkpoint_reproduces_the_logged_test_elbo(conv_run, mnist_dir):
 
 
 def test_conditional_mlp_writes_one_row_per_digit(tmp_path, mnist_dir):
-    config = Config(model="mlp", conditional=True, data_dir=mnist_dir, epochs=1,
-                    train_size=2048, test_size=500, batch_size=64, latent_dim=4)
+    config = tiny_config(conditional=True, data_dir=mnist_dir, hidden_units=(400,),
+                         train_size=2048, test_size=500, latent_dim=4, steps_per_call=50)
     record = train.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(record["test_elbo"])
     frame = imageio.imread(tmp_path / "image_at_epoch_0001.png")

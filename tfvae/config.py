@@ -19,6 +19,10 @@ CHOICES = {
 }
 
 
+# numpy's and Keras's global seeding takes 0 .. 2**32 - 1; stateless draws take any int64.
+MAX_SEED = 2**32 - 1
+
+
 def _field(default, help):
     return dataclasses.field(default=default, metadata={"help": help})
 
@@ -29,7 +33,8 @@ class Config:
 
     model: str = _field("conv", "conv: TensorFlow's CVAE tutorial network; mlp: fully connected")
     latent_dim: int = _field(20, "size of z; 2 gives the manifold picture, 20 a better likelihood")
-    hidden_units: tuple = _field((400,), "mlp hidden layer sizes (784-400-20 is the classic VAE)")
+    hidden_units: tuple = _field((400,), "mlp hidden layer sizes (400 with --latent-dim 20 is "
+                                 "Kingma & Welling's VAE)")
     prior_components: int = _field(
         0, "0: the standard normal prior; K: a VampPrior (Tomczak & Welling 2018), the mixture "
         "of the posteriors of K learned pseudo-inputs (needs --kl mc)")
@@ -65,7 +70,7 @@ class Config:
     lr_schedule: str = _field(
         "constant", "constant, or cosine: anneal the learning rate to 0 over the run's --epochs "
         "(Loshchilov & Hutter 2017)")
-    seed: int = _field(0, "seeds weights, shuffling, binarization and sampling")
+    seed: int = _field(0, f"seeds weights, shuffling, binarization and sampling (0 to {MAX_SEED})")
     steps_per_call: int = _field(
         50, "training steps per compiled call: amortises Python overhead on small batches")
     jit_compile: typing.Optional[bool] = _field(
@@ -94,9 +99,8 @@ class Config:
         positive = ["latent_dim", "k", "epochs", "batch_size", "steps_per_call",
                     "eval_batch_size", "train_size", "test_size"]
         for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TfvaeError(f"--{_flag(name)} must be at least 1, not {value}")
+            check_at_least(_flag(name), getattr(self, name))
+        check_seed("seed", self.seed)
         if not 0 <= self.beta < float("inf"):
             raise TfvaeError(f"--beta must be 0 or more, not {self.beta}")
         if self.objective == "autoencoder" and (self.beta != 1.0 or self.kl_warmup_epochs
@@ -108,8 +112,7 @@ class Config:
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components"):
-            if getattr(self, name) < 0:
-                raise TfvaeError(f"--{_flag(name)} must be 0 or more, not {getattr(self, name)}")
+            check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.objective != "iwae" and self.k != 1:
             raise TfvaeError("--k applies to --objective iwae: add it or drop --k")
         if self.prior_components and self.conditional:
@@ -120,6 +123,25 @@ class Config:
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood gaussian")
+
+
+def check_at_least(flag, value, minimum=1):
+    """Raises a one-line TfvaeError naming --flag unless `value` is None or >= `minimum`."""
+    if value is not None and value < minimum:
+        bound = "0 or more" if minimum == 0 else f"at least {minimum}"
+        raise TfvaeError(f"--{flag} must be {bound}, not {value}")
+
+
+def check_at_most(flag, value, maximum):
+    """Raises a one-line TfvaeError naming --flag unless `value` is None or <= `maximum`."""
+    if value is not None and value > maximum:
+        raise TfvaeError(f"--{flag} must be at most {maximum}, not {value}")
+
+
+def check_seed(flag, value):
+    """Raises a one-line TfvaeError unless `value` is a seed the code can take."""
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise TfvaeError(f"--{flag} must be from 0 to {MAX_SEED}, not {value}")
 
 
 def _flag(name):

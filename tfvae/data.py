@@ -6,7 +6,9 @@ was interrupted and resumed, grouped into compiled calls differently, or split a
 """
 
 import gzip
+import hashlib
 import os
+import sys
 import zlib
 
 import numpy as np
@@ -19,7 +21,23 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}
-IMAGE_SHAPE = (28, 28)
+# SHA-256 of the published .gz files, so a folder of one dataset's files is never read as the
+# other's (both are 28x28 grey images with labels 0-9, so nothing else would tell them apart).
+PUBLISHED_SHA256 = {
+    "mnist": {
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion_mnist": {
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of every image tfvae models
 NUM_CLASSES = 10
 # The test set is binarized once with this seed, whatever the run's seed, so that test
 # numbers compare across runs.
@@ -63,8 +81,11 @@ def read_idx_dir(directory, split):
     image_file, label_file = (os.path.join(directory, name) for name in IDX_FILES[split])
     images = read_idx(image_file, expected_ndim=3)
     labels = read_idx(label_file, expected_ndim=1)
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{image_file} holds {images.shape[1:]} images, expected {IMAGE_SHAPE}")
+    if images.shape[1:] != IMAGE_SHAPE[:2]:
+        raise DataError(f"{image_file} holds {images.shape[1:]} images, expected "
+                        f"{IMAGE_SHAPE[:2]}")
+    if len(images) == 0:
+        raise DataError(f"{image_file} holds no images: download it again")
     if len(images) != len(labels):
         raise DataError(f"{image_file} has {len(images)} images but {label_file} has "
                         f"{len(labels)} labels: the two files do not belong together")
@@ -100,20 +121,41 @@ def load(dataset, split, data_dir=None):
         missing = [n for n in IDX_FILES[split] if not os.path.isfile(os.path.join(directory, n))]
         if missing:
             raise DataError(f"{directory} lacks {', '.join(missing)}: {_how_to_fix(dataset)}")
+        _check_is_dataset(directory, split, dataset)
         return read_idx_dir(directory, split)
     return _load_tfds(dataset, split)
 
 
+def _check_is_dataset(directory, split, dataset):
+    """Raises DataError if a file is the published file of another dataset."""
+    for name in IDX_FILES[split]:
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        other = next((d for d, known in PUBLISHED_SHA256.items()
+                      if d != dataset and digest in known), None)
+        if other:
+            raise DataError(f"{path} is {other}'s {name}, not {dataset}'s: put each dataset's "
+                            f"files in its own folder, or pass --dataset {other}")
+
+
 def _load_tfds(dataset, split):
+    print(f"loading {dataset} {split} through tensorflow-datasets (downloaded once, then cached;"
+          " offline, it retries for a few minutes before giving up)", file=sys.stderr, flush=True)
     try:
         import tensorflow_datasets as tfds
 
-        arrays = tfds.as_numpy(tfds.load(TFDS_NAMES[dataset], split=split, batch_size=-1))
+        batches = list(tfds.as_numpy(tfds.load(TFDS_NAMES[dataset], split=split,
+                                               batch_size=10_000)))
     except Exception as error:  # tfds fails in many ways offline; all mean the same to a user
         reason = first_line(error)[:200]
         raise DataError(f"could not load {dataset} through tensorflow-datasets ({reason}); "
                         f"{_how_to_fix(dataset)}") from None
-    return arrays["image"][..., 0], arrays["label"].astype(np.uint8)
+    if not batches:
+        raise DataError(f"tensorflow-datasets gave no {split} images of {dataset}: "
+                        f"{_how_to_fix(dataset)}")
+    images = np.concatenate([batch["image"] for batch in batches])[..., 0]
+    return images, np.concatenate([batch["label"] for batch in batches]).astype(np.uint8)
 
 
 def load_subset(dataset, split, data_dir=None, size=None):
@@ -143,6 +185,14 @@ def _to_unit(images_uint8):
     return tf.cast(images_uint8, tf.float32)[..., None] / 255.0  # [..., 28, 28, 1]
 
 
+def count_steps_per_epoch(num_images, batch_size):
+    """Full batches per epoch; raises DataError when the images cannot fill one."""
+    if num_images < batch_size:
+        raise DataError(f"{num_images} training images cannot fill one batch of {batch_size}: "
+                        "lower --batch-size or raise --train-size")
+    return num_images // batch_size
+
+
 def train_batches(images, labels, *, batch_size, seed, binarization, noise_shape, start_step=0):
     """An endless tf.data stream of training batches, from global step `start_step` on.
 
@@ -154,10 +204,7 @@ def train_batches(images, labels, *, batch_size, seed, binarization, noise_shape
       noise_shape: shape of the reparameterization noise per image, (samples, latent_dim).
     """
     num_images = len(images)
-    if num_images < batch_size:
-        raise DataError(f"{num_images} training images cannot fill one batch of {batch_size}: "
-                        "lower --batch-size or raise --train-size")
-    steps_per_epoch = num_images // batch_size
+    steps_per_epoch = count_steps_per_epoch(num_images, batch_size)
     images = tf.constant(images)
     labels = tf.constant(labels, dtype=tf.int32)
     base_seed = tf.constant([seed, 0], tf.int64)
@@ -188,6 +235,14 @@ def test_set(images, labels, binarization):
     """The test set as float arrays, binarized once with a fixed seed: (x [N,28,28,1], labels)."""
     x = binarize(_to_unit(images), binarization, TEST_BINARIZATION_SEED)
     return x.numpy(), labels.astype(np.int32)
+
+
+def usable_data_dir(override, stored):
+    """Where a finished run's data is: `override` (--data-dir), else the run's stored directory
+    if it still exists, else None ($TFVAE_DATA_DIR, then tensorflow-datasets)."""
+    if override:
+        return override
+    return stored if stored and os.path.isdir(stored) else None
 
 
 def load_test_set(config):

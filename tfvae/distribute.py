@@ -44,6 +44,13 @@ def _check_tf_config():
     if not isinstance(tf_config, dict) or "cluster" not in tf_config or "task" not in tf_config:
         raise TfvaeError('TF_CONFIG must hold "cluster" and "task", e.g. {"cluster": {"worker": '
                          '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    hosts = cluster.get(task.get("type"), []) if isinstance(task, dict) and isinstance(
+        cluster, dict) else []
+    index = task.get("index", 0) if isinstance(task, dict) else None
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(hosts):
+        raise TfvaeError(f"TF_CONFIG's task {task!r} is not in its cluster: the task's index must "
+                         f"be 0 to {len(hosts) - 1} of the {len(hosts)} hosts listed for its type")
 
 
 def _task(strategy):

@@ -1,6 +1,8 @@
 """The one exception users see, and the command-line wrapper that turns it into one line."""
 
 import functools
+import os
+import signal
 import sys
 
 
@@ -14,19 +16,42 @@ def first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def exit_on_error(main):
-    """Wraps a `main(argv)` so a TfvaeError prints one line and exits with status 2."""
+RESUME_HINT = "interrupted: rerun the same command to resume from the last checkpoint"
+
+
+def exit_on_error(main, interrupted=RESUME_HINT):
+    """Wraps a `main(argv)` so a TfvaeError prints one line and exits with status 2.
+
+    Ctrl-C prints `interrupted` on a line of its own (not glued to a progress bar) and exits
+    with status 130.
+    """
 
     @functools.wraps(main)
     def wrapped(argv=None):
+        if signal.getsignal(signal.SIGINT) is quiet_interrupt:  # set in tfvae/__init__.py
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return main(argv)
         except TfvaeError as error:
+            _end_progress_line()
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            print("interrupted: rerun the same command to resume from the last checkpoint",
-                  file=sys.stderr)
+            _end_progress_line()
+            print(interrupted, file=sys.stderr)
             sys.exit(130)
 
     return wrapped
+
+
+def _end_progress_line():
+    """Ends a progress bar's unfinished line on a terminal, so a message starts on its own."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def quiet_interrupt(signum, frame):
+    """A SIGINT handler for start-up, before `main` runs: exit 130 with one line."""
+    sys.stderr.write("interrupted\n")
+    os._exit(130)

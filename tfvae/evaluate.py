@@ -14,20 +14,21 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data, rundir, steps
-from tfvae.config import ArgumentParser
+from tfvae.config import ArgumentParser, check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
+from tfvae.files import write_json
 
-EVAL_FILE = "eval.json"
+INTERRUPTED = "interrupted: nothing was written; rerun the same command to evaluate again"
 # 100 images x 50 samples = 5,000 latents decoded per chunk (16 MB of logits). On a 2-core
-# CPU, chunks of 2,000-10,000 latents ran the 784-400-20 decoder fastest (~115k samples per
-# CPU-second); 50,000 ran ~20% slower, out of cache. A batch of 100 updates the bar every
-# few seconds at k = 5000.
+# CPU, chunks of 2,000-10,000 latents ran the 400-unit fully connected decoder fastest (~115k
+# samples per CPU-second); 50,000 ran ~20% slower, out of cache. A batch of 100 updates the
+# bar every few seconds at k = 5000.
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_CHUNK = 50
 
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
-                 chunk=DEFAULT_CHUNK, seed=0, data_dir=None, verbose=1):
+                 chunk=DEFAULT_CHUNK, seed=0, data_dir=None, verbose=1, write=True):
     """Evaluates the newest checkpoint of `run_dir` on the test set and writes eval.json.
 
     Args:
@@ -38,21 +39,21 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
       seed: seeds the importance samples; the test set's binarization is fixed whatever it is.
       data_dir: where the IDX files are, overriding the run's config.
       verbose: 1 shows a progress bar.
+      write: False leaves eval.json to the caller (`main` prints the numbers first).
 
     Returns:
       The dict written to eval.json: per-image means in nats ('elbo', 'reconstruction', 'kl',
       'iwae', 'nll' = -iwae, 'nll_bits_per_dim'), and what produced them.
     """
-    for name, value in (("k", k), ("batch-size", batch_size), ("chunk", chunk)):
-        if value < 1:
-            raise TfvaeError(f"--{name} must be at least 1, not {value}")
-    if subset is not None and subset < 1:
-        raise TfvaeError(f"--subset must be at least 1, not {subset}")
+    for name, value in (("k", k), ("batch-size", batch_size), ("chunk", chunk),
+                        ("subset", subset)):
+        check_at_least(name, value)
+    check_seed("seed", seed)
     config, model, step, checkpoint_path = rundir.load_run(run_dir)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
-    images, labels = data.load_subset(config.dataset, "test", data_dir or config.data_dir,
-                                      subset)
+    images, labels = data.load_subset(config.dataset, "test",
+                                      data.usable_data_dir(data_dir, config.data_dir), subset)
     test_x, test_labels = data.test_set(images, labels, config.binarize)
     num_images = len(test_x)
     iwae_step = steps.make_iwae_function(model, config, k, chunk)
@@ -78,12 +79,13 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     result = dict(zip(steps.IWAE_METRIC_NAMES, (totals / num_images).tolist()))
     result.update({
         "nll": -result["iwae"],
-        "nll_bits_per_dim": -result["iwae"] / (784 * math.log(2.0)),
+        "nll_bits_per_dim": -result["iwae"] / (test_x[0].size * math.log(2.0)),
         "k": k, "images": num_images, "dataset": config.dataset, "seed": seed,
         "batch_size": batch_size, "chunk": chunk, "checkpoint": os.path.basename(checkpoint_path),
         "step": step, "seconds": seconds, "images_per_second": num_images / seconds,
     })
-    rundir.write_json(os.path.join(run_dir, EVAL_FILE), result)
+    if write:
+        write_json(os.path.join(run_dir, rundir.EVAL_FILE), result)
     return result
 
 
@@ -111,15 +113,17 @@ def main(argv=None):
                         f"(default: {DEFAULT_CHUNK})")
     parser.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
     parser.add_argument("--data-dir", default=None,
-                        help="directory of the IDX files (default: the run's, then "
-                        "$TFVAE_DATA_DIR)")
+                        help="directory of the IDX files (default: the run's if it still "
+                        "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
     args = parser.parse_args(argv)
     result = evaluate_run(args.run_dir, k=args.k, subset=args.subset, batch_size=args.batch_size,
-                          chunk=args.chunk, seed=args.seed, data_dir=args.data_dir)
-    print(summary(result))
-    print(f"wrote {os.path.join(args.run_dir, EVAL_FILE)}")
+                          chunk=args.chunk, seed=args.seed, data_dir=args.data_dir, write=False)
+    print(summary(result), flush=True)  # first: a failed write must not lose an hour's numbers
+    path = os.path.join(args.run_dir, rundir.EVAL_FILE)
+    write_json(path, result)
+    print(f"wrote {path}")
     return result
 
 
 if __name__ == "__main__":
-    exit_on_error(main)()
+    exit_on_error(main, INTERRUPTED)()

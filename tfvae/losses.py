@@ -99,14 +99,20 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
     }
 
 
-def log_importance_weights(log_px_z, z, mean, logvar, log_pz=None):
-    """log p(x, z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k].
+def log_prior_ratio(z, mean, logvar, log_pz=None):
+    """log p(z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k].
 
-    `log_pz` [batch, k] is log p(z_i) under a learned prior; default: N(0, I).
+    Minus a single-sample estimate of the KL. `log_pz` [batch, k] is log p(z_i) under a
+    learned prior; default: N(0, I).
     """
     if log_pz is None:
         log_pz = log_normal_pdf(z, 0.0, 0.0)
-    return log_px_z + log_pz - log_normal_pdf(z, mean[:, None, :], logvar[:, None, :])
+    return log_pz - log_normal_pdf(z, mean[:, None, :], logvar[:, None, :])
+
+
+def log_importance_weights(log_px_z, z, mean, logvar, log_pz=None):
+    """log p(x, z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k]."""
+    return log_px_z + log_prior_ratio(z, mean, logvar, log_pz)
 
 
 def iwae_bound(log_weights):

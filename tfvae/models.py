@@ -3,12 +3,15 @@
 The decoder returns logits; the sigmoid is applied only when producing images.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
 from tfvae import losses
+from tfvae.data import IMAGE_SHAPE
 
-IMAGE_SHAPE = (28, 28, 1)
+NUM_PIXELS = math.prod(IMAGE_SHAPE)
 
 
 class VAE(keras.Model):
@@ -67,7 +70,7 @@ class VAE(keras.Model):
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
 
     def _encoder_input(self, x, labels):
-        x = keras.ops.reshape(x, (-1, 784))
+        x = keras.ops.reshape(x, (-1, NUM_PIXELS))
         return tf.concat([x, self._one_hot(labels)], -1) if self.conditional else x
 
     def encode(self, x, labels=None):
@@ -153,7 +156,7 @@ class VAE(keras.Model):
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class MlpVAE(VAE):
-    """The fully connected VAE (Kingma & Welling 2014; PyTorch's example is 784-400-20).
+    """The fully connected VAE (Kingma & Welling 2014; 400 hidden units, 20 latents in PyTorch's).
 
     Args:
       latent_dim: size of z.
@@ -182,7 +185,7 @@ class MlpVAE(VAE):
         self.decoder = keras.Sequential(
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
              for u in reversed(self.hidden_units)]
-            + [keras.layers.Dense(784, dtype="float32"),
+            + [keras.layers.Dense(NUM_PIXELS, dtype="float32"),
                keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")],
             name="decoder")
 
@@ -239,15 +242,17 @@ class ConvVAE(VAE):
         return tf.concat([x, planes], -1)
 
 
-def build_model(config):
-    """The model a Config describes."""
-    from tfvae.data import NUM_CLASSES
-    from tfvae.distribute import dtype_policy_name
+def build_model(config, num_classes=0, dtype_policy=None):
+    """The model a Config describes.
 
+    Args:
+      num_classes: the dataset's number of classes, used when `config.conditional`.
+      dtype_policy: a Keras dtype policy name for the hidden layers, or None for float32.
+    """
     common = dict(latent_dim=config.latent_dim,
-                  num_classes=NUM_CLASSES if config.conditional else 0,
+                  num_classes=num_classes if config.conditional else 0,
                   likelihood=config.likelihood,
-                  dtype_policy=dtype_policy_name(config),
+                  dtype_policy=dtype_policy,
                   prior_components=config.prior_components)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)

@@ -1,93 +1,115 @@
-"""The run directory: atomic file writes, config.json, metrics.jsonl and checkpoints."""
+"""The run directory: its file names, config.json, metrics.jsonl, checkpoints and its lock.
+
+tfvae deletes only what it can prove it wrote: files whose names it owns (listed here), in a
+directory that holds a run (has config.json).
+"""
 
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import re
 import shutil
-import tempfile
+import sys
 
 import tensorflow as tf
 
 from tfvae.config import config_from_dict
 from tfvae.errors import TfvaeError, first_line
+from tfvae.files import TEMP_PREFIX, append_line, write_error, write_json, write_text
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+EVAL_FILE = "eval.json"
+LOCK_FILE = ".lock"
+FRAME_PATTERN = "image_at_epoch_{:04d}.png"
+RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
+TRAINING_GIF = "training.gif"
+MANIFOLD_FILE = "manifold.png"
+TRANSITION_FILE = "transition.gif"
+TRANSITION_CLASS_FILE = "transition_class.gif"
+SCATTER_FILE = "scatter.png"
+SAMPLES_FILE = "samples.png"
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+DIGIT_PATTERN = "digit_{}.png"
+# Every file name tfvae writes at the top of a run directory; --overwrite removes only these.
+OWN_FILES = re.compile(
+    r"(config\.json|metrics\.jsonl|eval\.json|training\.gif|manifold\.png|transition\.gif"
+    r"|transition_class\.gif|scatter\.png|samples\.png|reconstructions\.png|digit_\d\.png"
+    r"|image_at_epoch_\d{4,}\.png|reconstruction_at_epoch_\d{4,}\.png)")
+CHECKPOINT_FILES = re.compile(r"checkpoint|ckpt-\d+\.(index|data-\d+-of-\d+)")
+TENSORBOARD_FILES = re.compile(r"events\.out\.tfevents\..+")
 # Keys that may differ between a run directory and a rerun of it without changing the run.
 RESUMABLE_KEYS = ("epochs", "data_dir", "checkpoint_every", "steps_per_call", "eval_batch_size",
                   "strategy")
+# The keys of tfvae 0.1.0's config.json: a run directory must have them all. Keys added since
+# are filled from their defaults, so older runs keep loading.
+REQUIRED_KEYS = frozenset((
+    "batch_size", "binarize", "checkpoint_every", "conditional", "data_dir", "dataset", "epochs",
+    "eval_batch_size", "hidden_units", "jit_compile", "k", "kl", "kl_warmup_epochs",
+    "latent_dim", "learning_rate", "likelihood", "lr_schedule", "mixed_precision", "model",
+    "objective", "prior_components", "seed", "steps_per_call", "strategy", "test_size",
+    "train_size"))
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
-
-    A kill at any moment leaves either the old file or the new one, never a torn one.
-    """
-    directory, name = os.path.split(os.path.abspath(path))
-    suffix = os.path.splitext(name)[1]  # writers such as imageio pick the format from it
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def note(message):
+    """One line telling the user what tfvae repaired or chose for them."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path, text):
-    """Writes `text` to `path` atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-
-
-def write_json(path, obj):
-    """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def prepare(run_dir, config, overwrite=False):
+def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
     """Creates `run_dir` for `config`, or checks that an existing one was made by the same config.
 
-    Raises TfvaeError, naming the differing keys, if it holds a run of another config.
+    Raises TfvaeError, naming the differing keys, if it holds a run of another config, or (given
+    `steps_per_epoch`) one that has trained past `config.epochs`. Clears leftovers of killed runs.
     """
     ensure_writable(run_dir)
-    config_path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.exists(config_path) and not overwrite:
-        saved = load_config(run_dir)
-        differing = [k for k in dataclasses.asdict(config)
-                     if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)]
-        if differing:
-            details = ", ".join(f"{k} ({getattr(saved, k)!r} there, {getattr(config, k)!r} now)"
-                                for k in differing)
-            raise TfvaeError(f"{run_dir} holds a run with a different config: {details}; "
-                             "pass --overwrite to start afresh or choose another --out")
-        if saved.lr_schedule == "cosine" and saved.epochs != config.epochs:
-            raise TfvaeError(f"{run_dir} anneals its learning rate over {saved.epochs} epochs "
-                             f"(--lr-schedule cosine): resume with --epochs {saved.epochs}, or "
-                             "pass --overwrite to start afresh")
-    elif overwrite:
-        _clear(run_dir)
-    write_json(config_path, dataclasses.asdict(config))
+    remove_litter(run_dir)
+    has_config = os.path.exists(os.path.join(run_dir, CONFIG_FILE))
+    if not has_config and _holds_run_files(run_dir):
+        raise TfvaeError(f"{run_dir} holds files named as tfvae names its outputs but no "
+                         f"{CONFIG_FILE}, so tfvae cannot tell who wrote them and will not "
+                         "replace them: move them away or choose another --out")
+    if has_config and overwrite:
+        clear(run_dir)
+    elif has_config:
+        check_same_run(run_dir, load_config(run_dir), config)
+        done = checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
+        if steps_per_epoch and done and done[-1] // steps_per_epoch > config.epochs:
+            raise TfvaeError(f"{run_dir} has already trained {done[-1] // steps_per_epoch} "
+                             f"epochs: pass --epochs {done[-1] // steps_per_epoch} or more, or "
+                             "--overwrite to start afresh")
+    if config.kl_warmup_epochs > config.epochs:
+        note(f"--kl-warmup-epochs {config.kl_warmup_epochs} is longer than --epochs "
+             f"{config.epochs}: the KL weight ends at {config.epochs / config.kl_warmup_epochs:.2f}"
+             ", so the run optimises a down-weighted KL to the end")
+    write_json(os.path.join(run_dir, CONFIG_FILE), dataclasses.asdict(config))
+
+
+def check_same_run(run_dir, saved, config):
+    """Raises TfvaeError unless `config` continues the run `saved` describes."""
+    differing = [k for k in dataclasses.asdict(config)
+                 if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)]
+    if differing:
+        details = ", ".join(f"{k} ({getattr(saved, k)!r} there, {getattr(config, k)!r} now)"
+                            for k in differing)
+        raise TfvaeError(f"{run_dir} holds a run with a different config: {details}; "
+                         "pass --overwrite to start afresh or choose another --out")
+    if saved.lr_schedule == "cosine" and saved.epochs != config.epochs:
+        raise TfvaeError(f"{run_dir} anneals its learning rate over {saved.epochs} epochs "
+                         f"(--lr-schedule cosine): resume with --epochs {saved.epochs}, or "
+                         "pass --overwrite to start afresh")
 
 
 def ensure_writable(directory, flag="--out"):
     """Creates `directory` if needed and checks that files can be written in it, up front."""
     try:
         os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, ".write-test")
+        probe = os.path.join(directory, f"{TEMP_PREFIX}write-test")
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -96,15 +118,86 @@ def ensure_writable(directory, flag="--out"):
                          f"pass a writable {flag}") from None
 
 
-def _clear(run_dir):
-    """Removes what a previous run wrote, leaving anything else in the directory alone."""
+def _holds_run_files(run_dir):
+    """Whether a directory without config.json holds files under names tfvae writes."""
+    return any(OWN_FILES.fullmatch(name) or name in (CHECKPOINT_DIR, TENSORBOARD_DIR)
+               for name in os.listdir(run_dir))
+
+
+def clear(run_dir):
+    """Removes what tfvae wrote into a run directory, and nothing else."""
     for name in os.listdir(run_dir):
-        path = os.path.join(run_dir, name)
-        if name in (CHECKPOINT_DIR, "tensorboard"):
-            shutil.rmtree(path)
-        elif name == CONFIG_FILE or name == METRICS_FILE or name.endswith((".png", ".gif")) \
-                or name == "eval.json":
-            os.remove(path)
+        if OWN_FILES.fullmatch(name) or name.startswith(TEMP_PREFIX):
+            os.remove(os.path.join(run_dir, name))
+    for folder, own in ((CHECKPOINT_DIR, CHECKPOINT_FILES), (TENSORBOARD_DIR, TENSORBOARD_FILES)):
+        _clear_folder(os.path.join(run_dir, folder), own)
+
+
+def _clear_folder(path, own):
+    if not os.path.isdir(path):
+        return
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if own.fullmatch(name) and os.path.isfile(full):
+            os.remove(full)
+        elif name.endswith("_temp") and os.path.isdir(full):  # a checkpoint save cut short
+            shutil.rmtree(full)
+    if not os.listdir(path):
+        os.rmdir(path)
+
+
+def remove_litter(run_dir):
+    """Removes what killed processes leave: temporary files and half-written checkpoints."""
+    for name in os.listdir(run_dir):
+        old_temp = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}\.\w+", name)  # tfvae 0.1.0's
+        if name.startswith(TEMP_PREFIX) or (old_temp and OWN_FILES.fullmatch(old_temp.group(1))):
+            os.remove(os.path.join(run_dir, name))
+    checkpoints = os.path.join(run_dir, CHECKPOINT_DIR)
+    if os.path.isdir(checkpoints):
+        for name in os.listdir(checkpoints):
+            if name.endswith("_temp") and os.path.isdir(os.path.join(checkpoints, name)):
+                shutil.rmtree(os.path.join(checkpoints, name))
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds an OS lock on `run_dir` while a run trains in it.
+
+    The kernel releases the lock on any exit, even SIGKILL; a clean exit also removes the lock
+    file. A second process refuses with one line naming the holder's PID.
+    """
+    ensure_writable(run_dir)
+    path = os.path.join(run_dir, LOCK_FILE)
+    try:
+        fd = _acquire(path, run_dir)
+    except OSError as error:
+        raise write_error(path, error) from None
+    try:
+        yield
+    finally:
+        os.remove(path)
+        os.close(fd)
+
+
+def _acquire(path, run_dir):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise TfvaeError(f"{run_dir} is in use by another tfvae process (PID {holder}): "
+                             "wait for it to finish, or choose another --out") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else its holder removed it between our open and our lock: try again
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
 
 
 def load_config(run_dir):
@@ -114,56 +207,81 @@ def load_config(run_dir):
         raise TfvaeError(f"{run_dir} is not a tfvae run directory (no {CONFIG_FILE}): "
                          "pass the --out directory of a `python -m tfvae.train` run")
     try:
-        with open(path) as f:
-            return config_from_dict(json.load(f))
-    except (json.JSONDecodeError, TfvaeError) as error:
-        raise TfvaeError(f"{path} is not a valid tfvae config ({error}): "
-                         "rerun training with --overwrite") from None
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        if isinstance(values, dict) and not REQUIRED_KEYS <= set(values):
+            missing = ", ".join(sorted(REQUIRED_KEYS - set(values)))
+            raise TfvaeError(f"it lacks {missing}")
+        return config_from_dict(values)
+    except (UnicodeDecodeError, json.JSONDecodeError, TfvaeError) as error:
+        raise TfvaeError(f"{path} is damaged ({first_line(error)}): restore it, or rerun "
+                         "training with --overwrite to start afresh") from None
 
 
 def append_metrics(run_dir, record):
-    """Appends one JSON line, written whole and synced so a kill never leaves a half line."""
-    with open(os.path.join(run_dir, METRICS_FILE), "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Appends one epoch's record to metrics.jsonl, whole or not at all."""
+    append_line(os.path.join(run_dir, METRICS_FILE), json.dumps(record, sort_keys=True))
 
 
 def read_metrics(run_dir):
-    """The records of metrics.jsonl, oldest first ([] before the first epoch ends)."""
+    """The records of metrics.jsonl, oldest first ([] before the first epoch ends).
+
+    Lines that are not whole epoch records (a torn write, foreign bytes) are left out.
+    """
+    return _read_metrics(run_dir)[0]
+
+
+def _read_metrics(run_dir):
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.endswith("\n")]
+        return [], 0
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")[:-1]  # the last piece lacks its newline: never whole
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+    return records, len(lines) - len(records)
 
 
 def truncate_metrics(run_dir, last_epoch):
-    """Drops metric lines after `last_epoch`, so a resumed run does not log an epoch twice."""
-    kept = [r for r in read_metrics(run_dir) if r["epoch"] <= last_epoch]
-    write_text(os.path.join(run_dir, METRICS_FILE),
-               "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    """Keeps one record per epoch up to `last_epoch`, so a resumed run logs no epoch twice.
+
+    Damaged lines are dropped, with a note; returns the records kept.
+    """
+    records, damaged = _read_metrics(run_dir)
+    kept = {}
+    for record in records:
+        if record["epoch"] <= last_epoch:
+            kept[record["epoch"]] = record
+    kept = [kept[epoch] for epoch in sorted(kept)]
+    if damaged:
+        note(f"dropped {damaged} damaged line(s) from {os.path.join(run_dir, METRICS_FILE)}")
+    if damaged or len(kept) != len(records):
+        write_text(os.path.join(run_dir, METRICS_FILE),
+                   "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    return kept
 
 
-def checkpoint_manager(run_dir, checkpoint, max_to_keep=3):
-    """The CheckpointManager of a run directory, keeping the newest `max_to_keep`."""
-    return tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, CHECKPOINT_DIR),
-                                      max_to_keep=max_to_keep)
+def checkpoint_steps(directory):
+    """The steps of the complete-looking checkpoints in `directory`, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = (re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(directory))
+    return sorted(int(m.group(1)) for m in found if m)
 
 
-def restore_latest(manager, checkpoint):
-    """Restores the newest checkpoint into `checkpoint`; returns False when there is none."""
-    if manager.latest_checkpoint is None:
-        return False
-    try:
-        status = checkpoint.restore(manager.latest_checkpoint)
-        status.assert_existing_objects_matched()
-        status.expect_partial()  # a reader without the optimizer leaves its slots unread
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-        raise TfvaeError(f"checkpoint {manager.latest_checkpoint} does not fit this model "
-                         f"({first_line(error)}): it was made by a different model or "
-                         "config") from None
-    return True
+def new_model(config):
+    """The model a Config describes, with the dataset's classes and the run's dtype policy."""
+    from tfvae.data import NUM_CLASSES  # data and models import TensorFlow fully; keep this lazy
+    from tfvae.distribute import dtype_policy_name
+    from tfvae.models import build_model
+
+    return build_model(config, num_classes=NUM_CLASSES, dtype_policy=dtype_policy_name(config))
 
 
 Run = collections.namedtuple("Run", "config model step checkpoint")
@@ -171,14 +289,15 @@ Run = collections.namedtuple("Run", "config model step checkpoint")
 
 def load_run(run_dir):
     """A trained run: its Config, its model with the newest checkpoint's weights, that step."""
-    from tfvae.models import build_model  # models import Keras; keep this module light
-
     config = load_config(run_dir)
-    model = build_model(config)
+    model = new_model(config)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, step=step)
-    manager = checkpoint_manager(run_dir, checkpoint)
-    if not restore_latest(manager, checkpoint):
+    from tfvae import checkpoints
+
+    path = checkpoints.restore_latest(checkpoints.manager(run_dir, checkpoint), checkpoint)
+    if path is None:
         raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
                          f"`python -m tfvae.train --out {run_dir}`")
-    return Run(config, model, int(step.numpy()), manager.latest_checkpoint)
+    return Run(config, model, int(step.numpy()), path)
+

@@ -53,9 +53,9 @@ def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0,
     z = model.reparameterize(mean[:, None], logvar[:, None], eps)  # [B, S, latent]
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
-    log_px_z = log_likelihood(model, x[:, None], tf.reshape(logits, [batch, samples, 28, 28, 1]))
-    log_pz = model.log_prior(z, prior_components)
-    log_prior_ratio = losses.log_importance_weights(0.0, z, mean, logvar, log_pz)
+    logits = tf.reshape(logits, tf.concat([[batch, samples], tf.shape(logits)[1:]], 0))
+    log_px_z = log_likelihood(model, x[:, None], logits)
+    log_prior_ratio = losses.log_prior_ratio(z, mean, logvar, model.log_prior(z, prior_components))
     elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
     terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
              "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image, ImageDraw, ImageFont
 
-from tfvae.rundir import atomic_path
+from tfvae.files import atomic_path
 
 
 def to_uint8(images):

@@ -1,0 +1,248 @@
+"""Pictures of a model: progress grids, reconstructions, manifold, transition GIFs, scatter.
+
+The functions that take a model live here; tfvae.viz turns arrays into files and tfvae.latent
+does the latent-space math. tfvae.train, tfvae.generate and the notebooks all call these.
+"""
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import data, latent, rundir, viz
+from tfvae.errors import TfvaeError
+
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+}
+GRID = 20  # the CVAE tutorial's 20x20 manifold
+MAX_GRID = 100  # a 100x100 manifold is a 5600-pixel-wide PNG; larger ones help nobody
+STEPS = 16  # frames from one digit to the next: at 10 fps a 1.6 s morph, smooth to the eye
+FPS = 10  # GIFs time frames in hundredths of a second: 12 fps would play at 12.5
+DEFAULT_SAMPLES = 64
+MAX_SAMPLES = 10_000
+MORPH_STYLES = 4  # styles shown side by side while the class morphs
+NUM_RECONSTRUCTIONS = 16
+PROGRESS_GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional: 10 digits x 10 styles
+DECODE_BATCH = 1000  # images decoded per call, so memory stays bounded whatever is asked
+
+
+def decode_images(model, z, labels=None, batch_size=DECODE_BATCH):
+    """Images [N, 28, 28, 1] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time."""
+    z = np.asarray(z, np.float32)
+    pieces = []
+    for start in range(0, len(z), batch_size):
+        batch_labels = None if labels is None else labels[start:start + batch_size]
+        pieces.append(model.decode(z[start:start + batch_size], batch_labels,
+                                   apply_sigmoid=True).numpy())
+    return np.concatenate(pieces)
+
+
+def progress_latents(model, seed):
+    """The latents and labels of every epoch's sample grid: the same prior draws each epoch."""
+    if model.conditional:
+        labels = np.repeat(np.arange(model.num_classes), model.num_classes)  # a row per class
+        styles = model.sample_prior(model.num_classes, [seed, 1])
+        return tf.tile(styles, [model.num_classes, 1]), labels  # the same styles in every row
+    return model.sample_prior(PROGRESS_GRID_SIDE * PROGRESS_GRID_SIDE, [seed, 1]), None
+
+
+def class_names(num_classes, dataset="mnist"):
+    """The names of a dataset's classes (digits for MNIST)."""
+    return CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])[:num_classes]
+
+
+def write_progress(model, run_dir, epoch, seed, originals, original_labels, dataset="mnist"):
+    """Writes an epoch's sample grid and the reconstructions of the fixed test images."""
+    z, labels = progress_latents(model, seed)
+    path = os.path.join(run_dir, rundir.FRAME_PATTERN.format(epoch))
+    if model.conditional:
+        viz.save_labelled_grid(path, decode_images(model, z, labels), model.num_classes,
+                               class_names(model.num_classes, dataset),
+                               [str(i + 1) for i in range(model.num_classes)],
+                               row_title="label y", col_title="style z (the same in every row)")
+    else:
+        viz.save_grid(path, decode_images(model, z, labels), PROGRESS_GRID_SIDE)
+    write_reconstructions(model, os.path.join(run_dir, rundir.RECONSTRUCTION_PATTERN.format(epoch)),
+                          originals, original_labels)
+
+
+def write_training_gif(run_dir):
+    """Animates the per-epoch sample grids into training.gif; returns its path, or None."""
+    frames = sorted(glob.glob(os.path.join(run_dir, rundir.FRAME_PATTERN.replace("{:04d}", "*"))))
+    if not frames:
+        return None
+    path = os.path.join(run_dir, rundir.TRAINING_GIF)
+    epochs = [int(os.path.basename(f)[len("image_at_epoch_"):-len(".png")]) for f in frames]
+    viz.gif_from_pngs(path, frames, captions=[f"epoch {n}" for n in epochs])
+    return path
+
+
+def prior_samples(model, num, seed, labels=None):
+    """Images [num, 28, 28, 1] decoded from draws of the prior keyed by `seed`."""
+    return decode_images(model, model.sample_prior(num, [seed, 2]), labels)
+
+
+def manifold_images(model, grid=GRID, label=0):
+    """Images [grid * grid, 28, 28, 1] decoded over a grid of standard-normal quantiles.
+
+    Args:
+      label: the class to decode for a conditional model (ignored otherwise).
+    """
+    if model.latent_dim != 2:
+        raise TfvaeError(f"the manifold needs a 2-D latent and this run's is "
+                         f"{model.latent_dim}-D: train with --latent-dim 2")
+    z = latent.quantile_grid(grid)
+    labels = np.full(len(z), label, np.int32) if model.conditional else None
+    return decode_images(model, z, labels)
+
+
+def encode_means(model, x, labels=None, batch_size=1000):
+    """Posterior means [N, latent_dim] of images x [N, 28, 28, 1], in batches."""
+    means = []
+    for start in range(0, len(x), batch_size):
+        batch_labels = labels[start:start + batch_size] if model.conditional else None
+        means.append(model.encode(x[start:start + batch_size], batch_labels)[0].numpy())
+    return np.concatenate(means)
+
+
+def class_exemplars(labels, classes=range(data.NUM_CLASSES)):
+    """Index of the first test image of each class, in the order of `classes`."""
+    labels = np.asarray(labels)
+    missing = [c for c in classes if not (labels == c).any()]
+    if missing:
+        raise TfvaeError(f"the test set has no image of class {missing[0]}: use a larger "
+                         "--test-size for the run, or pass --indices")
+    return np.array([int(np.flatnonzero(labels == c)[0]) for c in classes])
+
+
+def transition_images(model, x, labels, steps=STEPS, method="linear"):
+    """A looping walk through the latent means of images x [K, 28, 28, 1].
+
+    Frame k * steps decodes exactly the k-th image's mean. A conditional model also walks its
+    label, blending one-hot vectors in step, so the class changes along with the style.
+
+    Returns:
+      images [K * steps, 28, 28, 1] in [0, 1].
+    """
+    path = latent.interpolation_path(encode_means(model, x, labels), steps, method)
+    label_path = None
+    if model.conditional:
+        one_hot = np.eye(model.num_classes, dtype=np.float32)[np.asarray(labels)]
+        label_path = latent.interpolation_path(one_hot, steps, "linear")
+    return decode_images(model, path, label_path)
+
+
+def class_morph_images(model, classes, seed, steps=STEPS, styles=MORPH_STYLES):
+    """A conditional model's classes morphing in a loop while `styles` style latents stay fixed.
+
+    Returns:
+      images [len(classes) * steps, styles, 28, 28, 1] in [0, 1].
+    """
+    z = tf.random.stateless_normal([styles, model.latent_dim], seed=[seed, 4])
+    one_hot = np.eye(model.num_classes, dtype=np.float32)[np.asarray(classes)]
+    label_path = latent.interpolation_path(one_hot, steps, "linear")  # [T, num_classes]
+    frames = len(label_path)
+    images = decode_images(model, tf.tile(z, [frames, 1]), np.repeat(label_path, styles, axis=0))
+    return images.reshape(frames, styles, *images.shape[1:])
+
+
+def scatter_points(model, x, labels):
+    """Test-set latent means in 2-D: z itself, or its top two principal components.
+
+    Returns:
+      (points [N, 2], axis labels, title).
+    """
+    means = encode_means(model, x, labels)
+    if means.shape[1] == 2:
+        return means, ("z1", "z2"), "Posterior means of the test set"
+    if means.shape[1] == 1:
+        return np.concatenate([means, np.zeros_like(means)], 1), ("z1", ""), \
+            "Posterior means of the test set"
+    points, explained = latent.pca_project(means)
+    axis_labels = tuple(f"PC{i + 1} ({share:.0%} of variance)" for i, share in enumerate(explained))
+    return points, axis_labels, f"Posterior means of the test set, PCA of {means.shape[1]}-D z"
+
+
+def transition_captions(model, x, labels, class_names, steps=STEPS, method="linear",
+                        reference=None):
+    """One caption per frame of `transition_images`: the two classes it moves between and,
+    given reference=(test means, test labels) of an unconditional model, the class whose region
+    of the latent space the frame is in (the digit it is passing through)."""
+    names = [class_names[int(c)] for c in labels]
+    moves = [f"{names[i]} to {names[(i + 1) % len(names)]}" for i in range(len(names))
+             for _ in range(steps)]
+    if reference is None or model.conditional:
+        return moves
+    path = latent.interpolation_path(encode_means(model, x, labels), steps, method)
+    near = latent.nearest_class(path, *reference)
+    return [f"{move}\nnow in: {class_names[int(c)]}" for move, c in zip(moves, near)]
+
+
+def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear",
+                      class_names=CLASS_NAMES["mnist"], reference=None):
+    """Writes transition.gif and, for a conditional model, transition_class.gif, captioned."""
+    paths = [os.path.join(out, rundir.TRANSITION_FILE)]
+    captions = transition_captions(model, x, labels, class_names, steps, method, reference)
+    viz.save_animation(paths[0], transition_images(model, x, labels, steps, method),
+                       fps=FPS, hold_every=steps, captions=captions)
+    if model.conditional:
+        paths.append(os.path.join(out, rundir.TRANSITION_CLASS_FILE))
+        viz.save_animation(paths[1], class_morph_images(model, labels, seed, steps),
+                           fps=FPS, hold_every=steps, captions=captions)
+    return paths
+
+
+def manifold_axis_values(grid=GRID):
+    """The z1 values of the manifold's columns and z2 values of its rows, top to bottom."""
+    z = latent.quantile_grid(grid)
+    return z[:grid, 0], z[::grid, 1]
+
+
+def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnist"]):
+    """Writes the 2-D latent's manifold with its z values on the axes."""
+    title = f"p(x | z, y={class_names[label]})" if model.conditional else "p(x | z)"
+    viz.save_manifold(path, manifold_images(model, grid, label), grid,
+                      axis_values=manifold_axis_values(grid), title=title)
+
+
+def write_reconstructions(model, path, x, labels):
+    """Writes images x above their reconstructions from the posterior mean."""
+    logits, _, _ = model(x, labels if model.conditional else None)
+    viz.save_reconstructions(path, x, tf.sigmoid(logits).numpy())
+
+
+def write_scatter(model, dataset, out, x, labels):
+    """Writes scatter.png, the test set's latent means coloured by class; returns its path."""
+    path = os.path.join(out, rundir.SCATTER_FILE)
+    points, axis_labels, title = scatter_points(model, x, labels)
+    viz.save_scatter(path, points, labels, CLASS_NAMES[dataset], axis_labels, title)
+    return path
+
+
+def write_run_figures(model, config, run_dir, test_x, test_labels):
+    """The end-of-training pictures: manifold.png (2-D latent), the transition GIFs, scatter.png.
+
+    A picture the test set is too small for is skipped with a note. Returns the paths written.
+    """
+    paths = []
+    names = CLASS_NAMES[config.dataset]
+    if model.latent_dim == 2:
+        paths.append(os.path.join(run_dir, rundir.MANIFOLD_FILE))
+        save_manifold(model, paths[-1], class_names=names)
+    # Only the classes present, so a run on a small --test-size still gets its pictures.
+    index = class_exemplars(test_labels, np.unique(test_labels))
+    if len(index) > 1:
+        reference = (encode_means(model, test_x, test_labels), test_labels)
+        paths += write_transitions(model, run_dir, test_x[index], test_labels[index],
+                                   config.seed, class_names=names, reference=reference)
+    else:
+        rundir.note("no transition.gif: the test set holds one class only (raise --test-size)")
+    if len(test_x) > 1:
+        paths.append(write_scatter(model, config.dataset, run_dir, test_x, test_labels))
+    else:
+        rundir.note("no scatter.png: it needs two test images or more (raise --test-size)")
+    return paths
