@@ -7,7 +7,13 @@ import pytest
 from helpers import cli_error
 
 from tfvae import rundir, train
-from tfvae.config import Config, config_from_dict
+from tfvae.config import (
+    ArgumentParser,
+    Config,
+    add_config_flags,
+    config_from_args,
+    config_from_dict,
+)
 from tfvae.errors import TfvaeError
 
 
@@ -25,6 +31,10 @@ def test_defaults_are_valid_and_frozen():
     ({"k": 5}, "--k applies to --objective iwae"),
     ({"binarize": "none"}, "add --likelihood gaussian"),
     ({"hidden_units": (0,)}, "--hidden-units"),
+    ({"beta": -0.5}, "--beta must be 0 or more"),
+    ({"beta": float("nan")}, "--beta must be 0 or more"),
+    ({"objective": "autoencoder", "beta": 4.0}, "autoencoder has no KL term"),
+    ({"objective": "autoencoder", "k": 5}, "--k applies to --objective iwae"),
 ])
 def test_bad_values_are_rejected(changes, message):
     with pytest.raises(TfvaeError, match=message):
@@ -59,6 +69,16 @@ def test_command_line_errors_are_one_line_with_status_2(argv, message, capsys):
 def test_a_config_that_is_not_an_object_is_rejected(value):
     with pytest.raises(TfvaeError, match="must be a JSON object"):
         config_from_dict(value)
+
+
+def test_beta_and_autoencoder_flags_reach_the_config():
+    parser = ArgumentParser()
+    add_config_flags(parser)
+    config = config_from_args(parser.parse_args(["--beta", "4"]), Config(beta=2.0))
+    assert config.beta == 4.0
+    config = config_from_args(parser.parse_args(["--objective", "autoencoder"]))
+    assert config.objective == "autoencoder"
+    assert Config().beta == 1.0  # the plain ELBO unless asked
 
 
 def test_xla_is_on_for_the_mlp_and_off_for_conv_unless_asked():

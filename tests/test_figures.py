@@ -25,7 +25,20 @@ def test_transition_starts_at_the_decoded_endpoint_and_steps_through_each_image(
     # The GIF's first frame is that decoded endpoint, upscaled.
     figures.write_transitions(model, run_dir, x[index], labels[index], seed=0, steps=12)
     first = imageio.mimread(os.path.join(run_dir, "transition.gif"))[0][..., 0]
-    np.testing.assert_array_equal(first, viz.animation_frames(endpoints[:1])[0])
+    np.testing.assert_array_equal(first[:112], viz.animation_frames(endpoints[:1])[0])
+
+
+def test_transition_captions_name_the_classes_and_the_region_passed_through(run):
+    run_dir, model = run
+    x, labels = data.load_test_set(rundir.load_config(run_dir))
+    index = figures.class_exemplars(labels)[:3]
+    reference = (figures.encode_means(model, x, labels), labels)
+    captions = figures.transition_captions(model, x[index], labels[index],
+                                           figures.CLASS_NAMES["mnist"], steps=4,
+                                           reference=reference)
+    assert len(captions) == 12
+    assert captions[0].startswith("0 to 1\nnow in: ") and captions[4].startswith("1 to 2")
+    assert captions[-1].startswith("2 to 0")
 
 
 def test_a_one_hot_float_label_vector_decodes_like_the_integer_label(conditional_run):

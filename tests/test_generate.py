@@ -31,10 +31,10 @@ def test_every_flag_writes_its_file_and_the_same_seed_gives_the_same_files(run, 
         if a.endswith("samples.png"):
             assert read_bytes(a) != read_bytes(c)
     manifold = imageio.imread(os.path.join(tmp_path, "a", "manifold.png"))
-    assert manifold.shape == (5 * 56, 5 * 56)
+    assert manifold.shape[0] > 5 * 28 and manifold.shape[1] > 5 * 28  # tiles plus z axes
     gif = os.path.join(tmp_path, "a", "transition.gif")
     frames = np.stack(imageio.mimread(gif))
-    assert frames.shape[1:3] == (112, 112)
+    assert frames.shape[2] == 112 and frames.shape[1] > 112  # 4x digits, a caption below
     # 10 digits, 12 frames each, the first of each held. Pillow may merge frames that an
     # untrained decoder leaves identical, but the playing time stays the same.
     with Image.open(gif) as opened:
@@ -68,7 +68,8 @@ def test_conditional_run_writes_digit_samples_and_a_class_morph(conditional_run,
     assert sorted(os.path.basename(p) for p in paths) == [
         "digit_7.png", "manifold.png", "samples.png", "transition.gif", "transition_class.gif"]
     morph = np.stack(imageio.mimread(str(tmp_path / "transition_class.gif")))
-    assert morph.shape[1:3] == (4 * 32, 4 * (2 + figures.MORPH_STYLES * 30))
+    # four styles side by side at 4x, a caption strip below
+    assert morph.shape[2] == 4 * (2 + figures.MORPH_STYLES * 30) and morph.shape[1] > 4 * 32
     assert os.path.getsize(tmp_path / "transition_class.gif") < 2 * 2**20
 
 

@@ -56,3 +56,11 @@ def test_pca_recovers_the_main_axis_of_3d_data():
     np.testing.assert_allclose(projected.mean(axis=0), 0.0, atol=1e-4)
     # The sign convention makes the largest loading positive, so the axis is +axis here.
     assert np.corrcoef(projected[:, 0], along)[0, 1] > 0
+
+
+def test_nearest_class_is_the_majority_of_the_nearest_reference_points():
+    reference = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0], [5.1, 5.0]])
+    labels = np.array([3, 3, 7, 8, 8])
+    np.testing.assert_array_equal(
+        latent.nearest_class([[0.05, 0.0], [4.9, 5.1]], reference, labels, k=2), [3, 8])
+    np.testing.assert_array_equal(latent.nearest_class([[0.0, 0.0]], reference, labels, k=3), [3])

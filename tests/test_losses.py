@@ -74,6 +74,59 @@ def test_elbo_is_reconstruction_minus_kl(kl):
         np.testing.assert_allclose(terms["elbo"], tutorial, rtol=1e-6)
 
 
+def _tiny_model_and_batch():
+    import keras
+
+    from tfvae.models import MlpVAE
+
+    keras.utils.set_random_seed(0)
+    model = MlpVAE(latent_dim=3, hidden_units=(16,))
+    model.build((None, 28, 28, 1))
+    x = tf.cast(tf.random.stateless_uniform([8, 28, 28, 1], seed=[0, 1]) < 0.3, tf.float32)
+    eps = tf.random.stateless_normal([8, 1, 3], seed=[0, 2])
+    return model, x, eps
+
+
+def test_autoencoder_objective_decodes_the_mean_and_logs_the_true_elbo():
+    from tfvae import steps
+
+    model, x, eps = _tiny_model_and_batch()
+    ae = steps.per_example_terms(model, x, None, eps, objective="autoencoder")
+    vae = steps.per_example_terms(model, x, None, eps, objective="elbo")
+    mean, _ = model.encode(x)
+    np.testing.assert_allclose(ae["objective"],
+                               losses.bernoulli_log_likelihood(x, model.decode(mean)), rtol=1e-6)
+    for name in ("elbo", "reconstruction", "kl"):  # the logged terms are the VAE's own
+        np.testing.assert_allclose(ae[name], vae[name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_beta_weights_the_kl_of_the_objective_only(objective):
+    import keras
+
+    from tfvae import steps
+    from tfvae.config import Config
+
+    k = 2 if objective == "iwae" else 1
+    rows, weights = [], []
+    for beta in (1.0, 4.0):
+        model, x, _ = _tiny_model_and_batch()
+        eps = tf.random.stateless_normal([8, k, 3], seed=[0, 2])
+        config = Config(model="mlp", latent_dim=3, hidden_units=(16,), batch_size=8, beta=beta,
+                        objective=objective, k=k, jit_compile=False)
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+        batches = tf.data.Dataset.from_tensors((x, tf.zeros([8], tf.int32), eps)).repeat()
+        train = steps.make_train_function(model, optimizer, config, tf.distribute.get_strategy())
+        rows.append(train(iter(batches), tf.constant(0, tf.int64), tf.constant(1)).numpy())
+        weights.append(model.trainable_weights[2].numpy())  # the encoder's mean/logvar kernel
+    # Before the update the logged terms are the same true ELBO, whatever beta is ...
+    np.testing.assert_allclose(rows[0], rows[1], rtol=1e-6)
+    np.testing.assert_allclose(rows[1][0, 0], rows[1][0, 1] - rows[1][0, 2], rtol=1e-5)
+    # ... and beta changes the encoder's update, through the KL's gradient.
+    assert not np.allclose(weights[0], weights[1])
+
+
 def test_kl_warmup_ramps_linearly_to_one_then_stays():
     step = tf.range(7, dtype=tf.float32)
     np.testing.assert_allclose(losses.kl_warmup_weight(step, 4),

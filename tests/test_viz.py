@@ -91,3 +91,16 @@ def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):
     with pytest.raises(Exception):
         viz.save_gif(str(tmp_path / "broken.gif"), [np.zeros([4, 4]), "not an image"])
     assert os.listdir(tmp_path) == []
+
+
+def test_labelled_figures_and_captioned_animations(tmp_path):
+    images = np.random.default_rng(0).uniform(size=(6, 28, 28)).astype(np.float32)
+    viz.save_labelled_grid(str(tmp_path / "grid.png"), images, rows=2, row_labels=["a", "b"],
+                           col_labels=["1", "2", "3"], row_title="y", col_title="z")
+    assert imageio.imread(tmp_path / "grid.png").shape[0] > 2 * 30
+    viz.save_manifold(str(tmp_path / "m.png"), np.tile(images[:1], (4, 1, 1)), grid=2,
+                      axis_values=([-1.0, 1.0], [1.0, -1.0]))
+    assert imageio.imread(tmp_path / "m.png").shape[1] > 2 * 56
+    frames = viz.caption_frames(viz.animation_frames(images[:2]), ["0 to 1", "a much longer one"])
+    assert frames.shape[0] == 2 and frames.shape[1] > 112 and frames.shape[2] >= 112
+    assert frames[0, 120:].min() == 0  # the caption is drawn in black under the digit

@@ -50,12 +50,22 @@ def progress_latents(model, seed):
     return model.sample_prior(PROGRESS_GRID_SIDE * PROGRESS_GRID_SIDE, [seed, 1]), None
 
 
-def write_progress(model, run_dir, epoch, seed, originals, original_labels):
+def class_names(num_classes, dataset="mnist"):
+    """The names of a dataset's classes (digits for MNIST)."""
+    return CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])[:num_classes]
+
+
+def write_progress(model, run_dir, epoch, seed, originals, original_labels, dataset="mnist"):
     """Writes an epoch's sample grid and the reconstructions of the fixed test images."""
     z, labels = progress_latents(model, seed)
-    rows = model.num_classes if model.conditional else PROGRESS_GRID_SIDE
-    viz.save_grid(os.path.join(run_dir, rundir.FRAME_PATTERN.format(epoch)),
-                  decode_images(model, z, labels), rows)
+    path = os.path.join(run_dir, rundir.FRAME_PATTERN.format(epoch))
+    if model.conditional:
+        viz.save_labelled_grid(path, decode_images(model, z, labels), model.num_classes,
+                               class_names(model.num_classes, dataset),
+                               [str(i + 1) for i in range(model.num_classes)],
+                               row_title="label y", col_title="style z (the same in every row)")
+    else:
+        viz.save_grid(path, decode_images(model, z, labels), PROGRESS_GRID_SIDE)
     write_reconstructions(model, os.path.join(run_dir, rundir.RECONSTRUCTION_PATTERN.format(epoch)),
                           originals, original_labels)
 
@@ -66,7 +76,8 @@ def write_training_gif(run_dir):
     if not frames:
         return None
     path = os.path.join(run_dir, rundir.TRAINING_GIF)
-    viz.gif_from_pngs(path, frames)
+    epochs = [int(os.path.basename(f)[len("image_at_epoch_"):-len(".png")]) for f in frames]
+    viz.gif_from_pngs(path, frames, captions=[f"epoch {n}" for n in epochs])
     return path
 
 
@@ -156,16 +167,46 @@ def scatter_points(model, x, labels):
     return points, axis_labels, f"Posterior means of the test set, PCA of {means.shape[1]}-D z"
 
 
-def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear"):
-    """Writes transition.gif and, for a conditional model, transition_class.gif."""
+def transition_captions(model, x, labels, class_names, steps=STEPS, method="linear",
+                        reference=None):
+    """One caption per frame of `transition_images`: the two classes it moves between and,
+    given reference=(test means, test labels) of an unconditional model, the class whose region
+    of the latent space the frame is in (the digit it is passing through)."""
+    names = [class_names[int(c)] for c in labels]
+    moves = [f"{names[i]} to {names[(i + 1) % len(names)]}" for i in range(len(names))
+             for _ in range(steps)]
+    if reference is None or model.conditional:
+        return moves
+    path = latent.interpolation_path(encode_means(model, x, labels), steps, method)
+    near = latent.nearest_class(path, *reference)
+    return [f"{move}\nnow in: {class_names[int(c)]}" for move, c in zip(moves, near)]
+
+
+def write_transitions(model, out, x, labels, seed, steps=STEPS, method="linear",
+                      class_names=CLASS_NAMES["mnist"], reference=None):
+    """Writes transition.gif and, for a conditional model, transition_class.gif, captioned."""
     paths = [os.path.join(out, rundir.TRANSITION_FILE)]
+    captions = transition_captions(model, x, labels, class_names, steps, method, reference)
     viz.save_animation(paths[0], transition_images(model, x, labels, steps, method),
-                       fps=FPS, hold_every=steps)
+                       fps=FPS, hold_every=steps, captions=captions)
     if model.conditional:
         paths.append(os.path.join(out, rundir.TRANSITION_CLASS_FILE))
         viz.save_animation(paths[1], class_morph_images(model, labels, seed, steps),
-                           fps=FPS, hold_every=steps)
+                           fps=FPS, hold_every=steps, captions=captions)
     return paths
+
+
+def manifold_axis_values(grid=GRID):
+    """The z1 values of the manifold's columns and z2 values of its rows, top to bottom."""
+    z = latent.quantile_grid(grid)
+    return z[:grid, 0], z[::grid, 1]
+
+
+def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnist"]):
+    """Writes the 2-D latent's manifold with its z values on the axes."""
+    title = f"p(x | z, y={class_names[label]})" if model.conditional else "p(x | z)"
+    viz.save_manifold(path, manifold_images(model, grid, label), grid,
+                      axis_values=manifold_axis_values(grid), title=title)
 
 
 def write_reconstructions(model, path, x, labels):
@@ -188,14 +229,16 @@ def write_run_figures(model, config, run_dir, test_x, test_labels):
     A picture the test set is too small for is skipped with a note. Returns the paths written.
     """
     paths = []
+    names = CLASS_NAMES[config.dataset]
     if model.latent_dim == 2:
         paths.append(os.path.join(run_dir, rundir.MANIFOLD_FILE))
-        viz.save_manifold(paths[-1], manifold_images(model), GRID)
+        save_manifold(model, paths[-1], class_names=names)
     # Only the classes present, so a run on a small --test-size still gets its pictures.
     index = class_exemplars(test_labels, np.unique(test_labels))
     if len(index) > 1:
+        reference = (encode_means(model, test_x, test_labels), test_labels)
         paths += write_transitions(model, run_dir, test_x[index], test_labels[index],
-                                   config.seed)
+                                   config.seed, class_names=names, reference=reference)
     else:
         rundir.note("no transition.gif: the test set holds one class only (raise --test-size)")
     if len(test_x) > 1:

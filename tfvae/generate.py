@@ -23,8 +23,9 @@ def parse_args(argv):
     parser = ArgumentParser(prog="python -m tfvae.generate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run")
     parser.add_argument("--samples", type=int, metavar="N",
-                        help=f"write samples.png, N samples from the prior (and set the count "
-                             f"for --digit, default {figures.DEFAULT_SAMPLES}; at most "
+                        help=f"write samples.png, N samples from the prior (conditional runs: "
+                             f"rounded up to whole rows, one column per class; also sets the "
+                             f"count for --digit, default {figures.DEFAULT_SAMPLES}; at most "
                              f"{figures.MAX_SAMPLES})")
     parser.add_argument("--digit", type=int, choices=range(10), metavar="D",
                         help="conditional runs: write digit_D.png, samples of class D (also the "
@@ -103,18 +104,24 @@ def main(argv=None):
     paths = []
     num = args.samples or figures.DEFAULT_SAMPLES
     if args.samples:
-        labels = np.arange(num) % data.NUM_CLASSES if config.conditional else None
         rows = -(-num // data.NUM_CLASSES) if config.conditional else int(np.ceil(np.sqrt(num)))
         paths.append(os.path.join(out, rundir.SAMPLES_FILE))
-        viz.save_grid(paths[-1], figures.prior_samples(model, num, seed, labels), rows)
+        if config.conditional:  # whole rows, so that each column is one class
+            labels = np.arange(rows * data.NUM_CLASSES) % data.NUM_CLASSES
+            viz.save_labelled_grid(paths[-1], figures.prior_samples(model, len(labels), seed,
+                                                                    labels),
+                                   rows, col_labels=figures.CLASS_NAMES[config.dataset],
+                                   col_title="label y", row_title="one z per cell")
+        else:
+            viz.save_grid(paths[-1], figures.prior_samples(model, num, seed), rows)
     if args.digit is not None:
         paths.append(os.path.join(out, rundir.DIGIT_PATTERN.format(args.digit)))
         viz.save_grid(paths[-1], figures.prior_samples(model, num, seed, np.full(num, args.digit)),
                       int(np.ceil(np.sqrt(num))))
     if args.manifold:
         paths.append(os.path.join(out, rundir.MANIFOLD_FILE))
-        viz.save_manifold(paths[-1], figures.manifold_images(model, args.grid, args.digit or 0),
-                          args.grid)
+        figures.save_manifold(model, paths[-1], args.grid, args.digit or 0,
+                              figures.CLASS_NAMES[config.dataset])
     if args.reconstruct or args.transition or args.scatter:
         config = dataclasses.replace(
             config, data_dir=data.usable_data_dir(args.data_dir, config.data_dir))
@@ -125,8 +132,10 @@ def main(argv=None):
         figures.write_reconstructions(model, paths[-1], test_x[:count], test_labels[:count])
     if args.transition:
         index = transition_indices(args.indices, test_labels)
+        reference = (figures.encode_means(model, test_x, test_labels), test_labels)
         paths += figures.write_transitions(model, out, test_x[index], test_labels[index], seed,
-                                           args.steps, args.interpolation)
+                                           args.steps, args.interpolation,
+                                           figures.CLASS_NAMES[config.dataset], reference)
     if args.scatter:
         paths.append(figures.write_scatter(model, config.dataset, out, test_x, test_labels))
     for path in paths:

@@ -84,3 +84,21 @@ def pca_project(points, dims=2):
     variance = singular ** 2
     explained = variance[:dims] / max(variance.sum(), np.finfo(np.float64).tiny)
     return (centred @ axes.T).astype(np.float32), explained
+
+
+def nearest_class(points, reference, reference_labels, k=15):
+    """The majority label of each point's k nearest reference points: which class's region of
+    the latent space a point [M, D] lies in, judged by encoded images [N, D] with labels [N].
+
+    Returns int [M]; ties go to the smallest label.
+    """
+    points, reference = np.asarray(points, np.float64), np.asarray(reference, np.float64)
+    reference_labels = np.asarray(reference_labels)
+    k = min(k, len(reference))
+    squared = ((points**2).sum(1)[:, None] - 2.0 * points @ reference.T
+               + (reference**2).sum(1)[None, :])  # [M, N]
+    nearest = np.argpartition(squared, k - 1, axis=1)[:, :k]
+    votes = reference_labels[nearest]  # [M, k]
+    classes = np.unique(reference_labels)
+    counts = (votes[..., None] == classes).sum(axis=1)  # [M, classes]
+    return classes[counts.argmax(axis=1)]

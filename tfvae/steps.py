@@ -21,17 +21,22 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
 
     Args:
       x: [B, 28, 28, 1] targets; labels: [B] (used by conditional models); eps: [B, S, latent]
-        standard-normal noise, S = 1 for the ELBO and k for the IWAE bound.
+        standard-normal noise, S = 1 for the ELBO (and the autoencoder) and k for the IWAE bound.
 
     Returns:
       A dict of [B] tensors: 'objective' (to maximise), 'elbo', 'reconstruction', 'kl'.
     """
     mean, logvar = model.encode(x, labels)
-    if objective == "elbo":
+    if objective in ("elbo", "autoencoder"):
         z = model.reparameterize(mean, logvar, eps[:, 0])
         log_px_z = log_likelihood(model, x, model.decode(z, labels))
         log_pz = model.log_prior(z) if kl == "mc" else None
-        return losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz)
+        terms = losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz)
+        if objective == "autoencoder":
+            # A plain autoencoder: reconstruct from the mean itself, no noise, no KL. The ELBO
+            # terms above are still the ones logged; only this objective is trained.
+            terms["objective"] = log_likelihood(model, x, model.decode(mean, labels))
+        return terms
     log_weights, terms = importance_weights(model, x, labels, mean, logvar, eps, kl_weight)
     return {"objective": losses.iwae_bound(log_weights), **terms}
 
@@ -120,7 +125,8 @@ def make_train_function(model, optimizer, config, strategy, warmup_steps=0, jit_
         rows = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
             step = tf.cast(first_step + tf.cast(i, tf.int64), tf.float32)
-            kl_weight = losses.kl_warmup_weight(step, warmup_steps)
+            # beta (beta-VAE) weights the KL of the objective only: the logged ELBO is the true one.
+            kl_weight = config.beta * losses.kl_warmup_weight(step, warmup_steps)
             x, labels, eps = next(iterator)
             per_replica = strategy.run(replica_step, args=(x, labels, eps, kl_weight))
             rows = rows.write(i, strategy.reduce("SUM", per_replica, axis=None))

@@ -106,8 +106,9 @@ def build_state(config, strategy, total_steps=None, workdir=None):
 class Reporter:
     """Everything the chief process writes and prints; on other workers it does nothing."""
 
-    def __init__(self, config, workdir, active, test_x, test_labels):
+    def __init__(self, config, workdir, active, test_x, test_labels, progress=True):
         self.config, self.workdir, self.active = config, workdir, active
+        self.progress = progress  # the per-step bar; the per-epoch line is printed regardless
         count = figures.NUM_RECONSTRUCTIONS
         self.originals = test_x[:count], test_labels[:count]  # the same images every epoch
         self.writer = None
@@ -127,14 +128,14 @@ class Reporter:
 
     def progress_bar(self, steps_per_epoch):
         return keras.utils.Progbar(steps_per_epoch, stateful_metrics=["elbo"],
-                                   verbose=1 if self.active else 0)
+                                   verbose=1 if self.active and self.progress else 0)
 
     def epoch_end(self, model, record):
         """Writes the epoch's pictures, console line, metrics line and TensorBoard scalars."""
         if not self.active:
             return
         figures.write_progress(model, self.workdir, record["epoch"], self.config.seed,
-                               *self.originals)
+                               *self.originals, dataset=self.config.dataset)
         print(f"epoch {record['epoch']}/{self.config.epochs}: test elbo {record['test_elbo']:.2f}"
               f" (reconstruction {record['test_reconstruction']:.2f}, kl {record['test_kl']:.2f})"
               f", train elbo {record['train_elbo']:.2f}, {record['seconds']:.1f} s, "
@@ -159,8 +160,11 @@ class Reporter:
             figures.write_run_figures(model, self.config, self.workdir, test_x, test_labels)
 
 
-def train_and_evaluate(config, workdir, overwrite=False):
-    """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics."""
+def train_and_evaluate(config, workdir, overwrite=False, progress=True):
+    """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics.
+
+    `progress=False` drops the per-step progress bar and keeps one line per epoch (notebooks).
+    """
     strategy = set_up(config)
     chief = is_chief(strategy)
     (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
@@ -173,7 +177,7 @@ def train_and_evaluate(config, workdir, overwrite=False):
         step = int(state.global_step.numpy())
         check_same_step(strategy, step)
         start_epoch = step // steps_per_epoch
-        reporter = Reporter(config, workdir, chief, test_x, test_labels)
+        reporter = Reporter(config, workdir, chief, test_x, test_labels, progress)
         record = reporter.resumed(step, start_epoch)
         samples = config.k if config.objective == "iwae" else 1
         batches = data.train_batches(train_images, train_labels, batch_size=config.batch_size,

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image, ImageDraw, ImageFont
 
 from tfvae.files import atomic_path
 
@@ -99,23 +100,117 @@ def animation_frames(images, scale=4, padding=2, levels=64):
     return np.stack([upscale(tile, scale) for tile in to_uint8(images)])
 
 
-def save_animation(path, images, scale=4, fps=12, hold_every=None):
+def caption_frames(frames, captions, font_size=12):
+    """Adds a white strip with one caption (it may hold newlines) under each uint8 frame [H, W].
+
+    Returns uint8 frames [T, H + strip, W'], W' widened if a caption needs more room.
+    """
+    font = ImageFont.load_default(size=font_size)
+    lines = max(str(c).count("\n") + 1 for c in captions)
+    strip = lines * (font_size + 3) + 6
+    widths = [int(font.getlength(line)) + 8 for c in captions for line in str(c).split("\n")]
+    width = max(frames[0].shape[1], *widths)
+    out = []
+    for frame, caption in zip(frames, captions):
+        canvas = Image.new("L", (width, frame.shape[0] + strip), 255)
+        canvas.paste(Image.fromarray(frame), ((width - frame.shape[1]) // 2, 0))
+        ImageDraw.Draw(canvas).multiline_text(
+            (width // 2, frame.shape[0] + 3), str(caption), fill=0, font=font, anchor="ma",
+            align="center", spacing=3)
+        out.append(np.asarray(canvas))
+    return np.stack(out)
+
+
+def save_animation(path, images, scale=4, fps=12, hold_every=None, captions=None):
     """Writes images [T, (S,) 28, 28(, 1)] in [0, 1] as a looping GIF of upscaled frames.
 
     Args:
       hold_every: hold every this many frames (from the first) for half a second.
+      captions: optional text [T] shown under each frame (e.g. the digits it moves between).
     """
     frames = animation_frames(images, scale)
+    if captions is not None:
+        frames = caption_frames(frames, captions)
     hold = range(0, len(frames), hold_every) if hold_every else None
     save_gif(path, frames, fps=fps, hold=hold)
 
 
-def save_manifold(path, images, grid, scale=2):
+def save_manifold(path, images, grid, scale=2, axis_values=None, axis_labels=("z1", "z2"),
+                  title=None):
     """Writes grid * grid decoded images [grid * grid, 28, 28(, 1)] as one seamless canvas.
 
     No borders between tiles: the manifold is meant to read as one continuous surface.
+
+    Args:
+      axis_values: optional (x values [grid] left to right, y values [grid] top to bottom), the
+        latent coordinates of the tiles' centres, written on the axes (every other one on
+        large grids).
     """
-    save_png(path, upscale(image_grid(images, rows=grid, padding=0), scale))
+    canvas = image_grid(images, rows=grid, padding=0)
+    if axis_values is None:
+        save_png(path, upscale(canvas, scale))
+        return
+    every = 1 if grid <= 10 else 2
+    x_values, y_values = (np.asarray(v, np.float64) for v in axis_values)
+    size = canvas.shape[0] / grid
+    centres = (np.arange(grid) + 0.5) * size
+    inches = min(9.0, 2.0 + canvas.shape[0] / 60)
+    figure = Figure(figsize=(inches + 0.6, inches), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    axes.set_xticks(centres[::every], [f"{v:.2f}" for v in x_values[::every]], rotation=90)
+    axes.set_yticks(centres[::every], [f"{v:.2f}" for v in y_values[::every]])
+    axes.set_xlabel(axis_labels[0])
+    axes.set_ylabel(axis_labels[1])
+    if title:
+        axes.set_title(title)
+    _save_figure(path, figure)
+
+
+def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, title=None,
+                       row_title=None, col_title=None):
+    """Writes images [N, 28, 28(, 1)] as a grid of `rows` rows with a label on each row/column.
+
+    Args:
+      row_labels, col_labels: text beside each row and above each column (e.g. the digit a
+        conditional model was asked for, and the style's number).
+      row_title, col_title: what the row and column labels are.
+    """
+    canvas = image_grid(images, rows)
+    cols = -(-len(images) // rows)
+    step = (canvas.shape[0] - 2) / rows  # tile plus padding
+    figure = Figure(figsize=(0.65 * cols, 0.65 * rows), dpi=100)  # the bbox grows for labels
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    axes.tick_params(length=0)
+    col_labels = [str(c) for c in (col_labels or [""] * cols)]
+    long_labels = max(map(len, col_labels)) > 4  # would run into each other: slant them
+    axes.set_yticks((np.arange(rows) + 0.5) * step + 1, list(row_labels or [""] * rows))
+    axes.set_xticks((np.arange(cols) + 0.5) * step + 1, col_labels,
+                    rotation=40 if long_labels else 0, ha="left" if long_labels else "center")
+    axes.xaxis.tick_top()
+    axes.xaxis.set_label_position("top")
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    if row_title:
+        axes.set_ylabel(row_title)
+    if col_title:
+        axes.set_xlabel(col_title)
+    if title:
+        axes.text(0.5, -0.02, title, transform=axes.transAxes, ha="center", va="top")
+    _save_figure(path, figure, tight_layout=False, crop=True)
+
+
+def _save_figure(path, figure, tight_layout=True, crop=False):
+    """Writes a figure; `crop` trims the canvas to what is drawn, labels included."""
+    if tight_layout:
+        figure.tight_layout()
+    crop_args = {"bbox_inches": "tight", "pad_inches": 0.1} if crop else {}
+    with atomic_path(path) as tmp:
+        # No software/date metadata, so equal inputs give byte-identical files.
+        figure.savefig(tmp, format="png", metadata={"Software": None}, **crop_args)
 
 
 def save_scatter(path, points, labels, class_names, axis_labels=("z1", "z2"), title=None):
@@ -139,12 +234,21 @@ def save_scatter(path, points, labels, class_names, axis_labels=("z1", "z2"), ti
     axes.set_ylabel(axis_labels[1])
     if title:
         axes.set_title(title)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        # No software/date metadata, so equal inputs give byte-identical files.
-        figure.savefig(tmp, format="png", metadata={"Software": None})
+    _save_figure(path, figure)
 
 
-def gif_from_pngs(path, png_paths, fps=4):
-    """Animates PNG files of one size (e.g. the per-epoch frames) into a GIF."""
-    save_gif(path, [imageio.imread(p) for p in png_paths], fps=fps)
+def gif_from_pngs(path, png_paths, fps=4, captions=None):
+    """Animates PNG files of one size (e.g. the per-epoch frames) into a GIF.
+
+    Args:
+      captions: optional text under each frame, e.g. its epoch.
+    """
+    frames = [_grey(imageio.imread(p)) for p in png_paths]
+    if captions is not None:
+        frames = caption_frames(frames, captions, font_size=14)
+    save_gif(path, frames, fps=fps)
+
+
+def _grey(image):
+    """uint8 [H, W] from a PNG read as grey [H, W] or RGB(A) [H, W, 3 or 4]."""
+    return image if image.ndim == 2 else np.asarray(Image.fromarray(image).convert("L"))
