@@ -20,7 +20,6 @@ def model():
 
 
 def test_moving_a_slider_decodes_the_new_point(model):
-    pytest.importorskip("ipywidgets")
     explorer = explore.make_explorer(model)
     assert [s.description for s in explorer.sliders] == ["z1", "z2", "z3"]
     before = explorer.image.value
