@@ -13,8 +13,6 @@ measurements made just before and after it.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 from benchmarks.train_speed import run_child
@@ -68,14 +66,7 @@ def fit_child(spec):
 
 
 def run_fit_child(spec):
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.keras_fit_speed", "--child", json.dumps(spec)],
-        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    for line in completed.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    tail = completed.stderr.strip().splitlines()[-3:]
-    raise RuntimeError(f"benchmark {spec} failed: {' | '.join(tail)}")
+    return run_child(spec, command=("benchmarks.keras_fit_speed", "--child"))
 
 
 def main(argv=None):

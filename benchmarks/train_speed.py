@@ -38,10 +38,10 @@ MLP_ABLATIONS = ("xla: gradients only", "xla: whole step", "steps_per_call 1",
                  "steps_per_call 200")
 
 
-def run_child(spec):
-    """Runs one configuration in a fresh Python; returns its result dict."""
+def run_child(spec, command=("benchmarks.speed_child",)):
+    """Runs one configuration in a fresh Python (`python -m *command SPEC`); returns its result."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed_child", json.dumps(spec)],
+        [sys.executable, "-m", *command, json.dumps(spec)],
         capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     for line in completed.stdout.splitlines():
         if line.startswith("RESULT "):
