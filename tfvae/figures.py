@@ -55,19 +55,28 @@ def class_names(num_classes, dataset="mnist"):
     return CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])[:num_classes]
 
 
-def write_progress(model, run_dir, epoch, seed, originals, original_labels, dataset="mnist"):
-    """Writes an epoch's sample grid and the reconstructions of the fixed test images."""
+def progress_images(model, seed, originals, original_labels):
+    """An epoch's pictures as arrays: (sample grid images, reconstructions of `originals`).
+
+    Decoded once per epoch, for the PNG files and for TensorBoard alike.
+    """
     z, labels = progress_latents(model, seed)
+    return decode_images(model, z, labels), reconstruct(model, originals, original_labels)
+
+
+def write_progress(model, run_dir, epoch, samples, originals, reconstructions,
+                   dataset="mnist"):
+    """Writes an epoch's sample grid and the fixed test images above their reconstructions."""
     path = os.path.join(run_dir, rundir.FRAME_PATTERN.format(epoch))
     if model.conditional:
-        viz.save_labelled_grid(path, decode_images(model, z, labels), model.num_classes,
+        viz.save_labelled_grid(path, samples, model.num_classes,
                                class_names(model.num_classes, dataset),
                                [str(i + 1) for i in range(model.num_classes)],
                                row_title="label y", col_title="style z (the same in every row)")
     else:
-        viz.save_grid(path, decode_images(model, z, labels), PROGRESS_GRID_SIDE)
-    write_reconstructions(model, os.path.join(run_dir, rundir.RECONSTRUCTION_PATTERN.format(epoch)),
-                          originals, original_labels)
+        viz.save_grid(path, samples, PROGRESS_GRID_SIDE)
+    viz.save_reconstructions(os.path.join(run_dir, rundir.RECONSTRUCTION_PATTERN.format(epoch)),
+                             originals, reconstructions)
 
 
 def write_training_gif(run_dir):
@@ -209,10 +218,15 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
                       axis_values=manifold_axis_values(grid), title=title)
 
 
+def reconstruct(model, x, labels=None):
+    """Reconstruction probabilities of images x [N, 28, 28, 1], decoded from the posterior mean."""
+    logits, _, _ = model(x, labels if model.conditional else None)
+    return tf.sigmoid(logits).numpy()
+
+
 def write_reconstructions(model, path, x, labels):
     """Writes images x above their reconstructions from the posterior mean."""
-    logits, _, _ = model(x, labels if model.conditional else None)
-    viz.save_reconstructions(path, x, tf.sigmoid(logits).numpy())
+    viz.save_reconstructions(path, x, reconstruct(model, x, labels))
 
 
 def write_scatter(model, dataset, out, x, labels):

@@ -1,7 +1,8 @@
 """Pictures beside the scalars in TensorBoard: each epoch's sample grid and reconstructions.
 
-`write_image_summaries` is what `python -m tfvae.train` calls per epoch; `ImageSummaries` is the
-same as a Keras callback for `model.fit` users.
+`python -m tfvae.train` calls `write_image_arrays` per epoch with the pictures it has decoded
+for its PNG files; `ImageSummaries`, a Keras callback for `model.fit` users, decodes its own
+through `write_image_summaries`.
 """
 
 import os
@@ -28,13 +29,17 @@ def write_image_summaries(model, step, z, labels, originals, original_labels=Non
       originals: images [M, 28, 28(, 1)] (uint8 or floats in [0, 1]) to reconstruct.
       original_labels: their labels [M] (conditional models).
     """
+    originals = to_unit_images(originals).numpy()
     samples = figures.decode_images(model, z, labels)
+    reconstructions = figures.reconstruct(model, originals, original_labels)
+    write_image_arrays(model, step, samples, originals, reconstructions)
+
+
+def write_image_arrays(model, step, samples, originals, reconstructions):
+    """Writes already decoded pictures ([N, 28, 28, 1] in [0, 1]) as the two image summaries."""
     rows = model.num_classes if model.conditional else figures.PROGRESS_GRID_SIDE
-    originals = to_unit_images(originals)
-    logits, _, _ = model(originals, original_labels if model.conditional else None)
     pictures = {SAMPLES_TAG: viz.image_grid(samples, rows),
-                RECONSTRUCTIONS_TAG: viz.reconstruction_grid(originals.numpy(),
-                                                             tf.sigmoid(logits).numpy())}
+                RECONSTRUCTIONS_TAG: viz.reconstruction_grid(originals, reconstructions)}
     for tag, grid in pictures.items():
         tf.summary.image(tag, grid[None, :, :, None], step=step)  # [1, H, W, 1] uint8
 

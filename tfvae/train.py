@@ -19,7 +19,7 @@ from tfvae import checkpoints, data, figures, rundir, steps
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error, first_line
-from tfvae.tensorboard import write_image_summaries
+from tfvae.tensorboard import write_image_arrays
 
 
 def load_datasets(config):
@@ -134,8 +134,10 @@ class Reporter:
         """Writes the epoch's pictures, console line, metrics line and TensorBoard scalars."""
         if not self.active:
             return
-        figures.write_progress(model, self.workdir, record["epoch"], self.config.seed,
-                               *self.originals, dataset=self.config.dataset)
+        samples, reconstructions = figures.progress_images(model, self.config.seed,
+                                                           *self.originals)
+        figures.write_progress(model, self.workdir, record["epoch"], samples, self.originals[0],
+                               reconstructions, dataset=self.config.dataset)
         print(f"epoch {record['epoch']}/{self.config.epochs}: test elbo {record['test_elbo']:.2f}"
               f" (reconstruction {record['test_reconstruction']:.2f}, kl {record['test_kl']:.2f})"
               f", train elbo {record['train_elbo']:.2f}, {record['seconds']:.1f} s, "
@@ -146,8 +148,8 @@ class Reporter:
                 for name, value in record.items():
                     if name != "epoch":
                         tf.summary.scalar(name, value)
-                write_image_summaries(model, record["epoch"], *figures.progress_latents(
-                    model, self.config.seed), *self.originals)
+                write_image_arrays(model, record["epoch"], samples, self.originals[0],
+                                   reconstructions)
             self.writer.flush()
         except tf.errors.OpError as error:
             raise TfvaeError(f"could not write TensorBoard logs into {self.workdir}/"
