@@ -13,6 +13,8 @@ from tfvae.config import (
     add_config_flags,
     config_from_args,
     config_from_dict,
+    default_run_dir,
+    names_folder,
 )
 from tfvae.errors import TfvaeError
 
@@ -29,7 +31,14 @@ def test_defaults_are_valid_and_frozen():
     ({"learning_rate": -1.0}, "--learning-rate must be positive"),
     ({"latent_dim": "2"}, "'latent_dim' must be int"),
     ({"k": 5}, "--k applies to --objective iwae"),
-    ({"binarize": "none"}, "add --likelihood gaussian"),
+    ({"binarize": "none"}, "add --likelihood logistic or gaussian"),
+    ({"likelihood": "logistic"}, "logistic scores 8-bit intensities: add --binarize none"),
+    ({"image_size": (32,)}, "--image-size takes a height and a width"),
+    ({"image_size": (32, 0)}, "--image-size takes a height and a width, positive"),
+    ({"channels": 2}, "--channels must be 1 or 3, not 2"),
+    ({"test_fraction": 1.0}, "--test-fraction must be between 0 and 1"),
+    ({"conv_filters": ()}, "--conv-filters must be positive sizes"),
+    ({"dataset": ""}, "--dataset must name a dataset or a folder"),
     ({"hidden_units": (0,)}, "--hidden-units"),
     ({"beta": -0.5}, "--beta must be 0 or more"),
     ({"beta": float("nan")}, "--beta must be 0 or more"),
@@ -39,6 +48,22 @@ def test_defaults_are_valid_and_frozen():
 def test_bad_values_are_rejected(changes, message):
     with pytest.raises(TfvaeError, match=message):
         dataclasses.replace(Config(), **changes)
+
+
+def test_image_shape_is_known_for_mnist_and_read_from_the_data_otherwise():
+    assert Config().image_shape == (28, 28, 1)
+    assert Config(dataset="fashion_mnist", image_size=(32, 30)).image_shape == (32, 30, 1)
+    assert Config(dataset="cifar10", image_size=(32, 32), channels=3).image_shape == (32, 32, 3)
+    with pytest.raises(TfvaeError, match="read from the data when training starts"):
+        Config(dataset="cifar10").image_shape
+
+
+def test_default_run_dir_names_folders_and_tfds_datasets(tmp_path):
+    folder = tmp_path / "my pictures"
+    folder.mkdir()
+    assert default_run_dir(Config(dataset=str(folder) + "/")) == "runs/my pictures-conv-z20"
+    assert default_run_dir(Config(dataset="emnist/letters")) == "runs/emnist-letters-conv-z20"
+    assert names_folder("./photos") and not names_folder("cifar10")
 
 
 def test_unknown_keys_are_rejected():
@@ -56,7 +81,8 @@ def test_config_json_round_trip(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--latent-dim", "0"], "--latent-dim must be at least 1"),
     (["--latent-dim", "two"], "argument --latent-dim: invalid int value: 'two'"),
-    (["--dataset", "cifar10"], "argument --dataset: invalid choice: 'cifar10'"),
+    (["--image-size", "32"], "argument --image-size: expected 2 arguments"),
+    (["--channels", "2"], "--channels must be 1 or 3, not 2"),
     (["--epochs", "-3"], "--epochs must be at least 1"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])

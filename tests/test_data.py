@@ -13,6 +13,7 @@ import tensorflow as tf
 from helpers import write_idx
 
 from tfvae import data
+from tfvae.config import MNIST_SHAPE
 
 
 def make_split(directory, n_train=40, n_test=20, seed=0):
@@ -195,7 +196,7 @@ def test_tensorflow_datasets_source_gives_what_the_idx_reader_gives(monkeypatch)
     assert labels.shape == (25,) and labels.dtype == np.uint8 and labels.max() < 10
     assert subset[0].shape == (7, 28, 28)
     x, test_labels = data.test_set(*subset, "dynamic")
-    assert x.shape == (7, *data.IMAGE_SHAPE) and set(np.unique(x)) <= {0.0, 1.0}
+    assert x.shape == (7, *MNIST_SHAPE) and set(np.unique(x)) <= {0.0, 1.0}
 
 
 def test_another_datasets_published_files_are_recognised(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
@@ -9,9 +10,8 @@ from tfvae.errors import TfvaeError
 
 CHOICES = {
     "model": ("conv", "mlp"),
-    "dataset": ("mnist", "fashion_mnist"),
     "binarize": ("dynamic", "static", "none"),
-    "likelihood": ("bernoulli", "gaussian"),
+    "likelihood": ("bernoulli", "gaussian", "logistic"),
     "kl": ("analytic", "mc"),
     "objective": ("elbo", "iwae", "autoencoder"),
     "lr_schedule": ("constant", "cosine"),
@@ -19,12 +19,17 @@ CHOICES = {
 }
 
 
+# The two datasets tfvae knows by name without reading them: 28x28 grey images, labels 0-9.
+MNIST_LIKE = ("mnist", "fashion_mnist")
+MNIST_SHAPE = (28, 28, 1)  # height, width, channels
+MNIST_CLASSES = 10
+
 # numpy's and Keras's global seeding takes 0 .. 2**32 - 1; stateless draws take any int64.
 MAX_SEED = 2**32 - 1
 
 
-def _field(default, help):
-    return dataclasses.field(default=default, metadata={"help": help})
+def _field(default, help, flag=True):
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +43,24 @@ class Config:
     prior_components: int = _field(
         0, "0: the standard normal prior; K: a VampPrior (Tomczak & Welling 2018), the mixture "
         "of the posteriors of K learned pseudo-inputs (needs --kl mc)")
+    conv_filters: tuple = _field(
+        (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
+        "(32 64 on 28x28x1 images is the tutorial's network)")
     conditional: bool = _field(False, "condition encoder and decoder on the label")
-    dataset: str = _field("mnist", "which MNIST-like dataset")
+    dataset: str = _field(
+        "mnist", "mnist, fashion_mnist, any tensorflow-datasets image dataset (cifar10, "
+        "svhn_cropped, emnist/letters, ...), or a folder of PNG/JPEG/BMP/GIF images (one "
+        "subfolder per class gives labels; a flat folder is unlabelled)")
+    test_fraction: float = _field(
+        0.1, "share of a folder's images held out as its test set, chosen by a seeded hash of "
+        "each file's path, so the split never changes")
+    image_size: typing.Optional[tuple] = _field(
+        None, "resize images to H W (default: their own size, which must then be the same for "
+        "all)")
+    channels: typing.Optional[int] = _field(
+        None, "1 or 3: convert images to grey or colour (default: as stored)")
+    num_classes: typing.Optional[int] = _field(
+        None, "number of label classes, read from the data when training starts", flag=False)
     data_dir: typing.Optional[str] = _field(
         None, "directory of the four IDX .gz files (default: $TFVAE_DATA_DIR, then tfds)")
     binarize: str = _field(
@@ -48,8 +69,11 @@ class Config:
         "intensities (use --likelihood gaussian)")
     train_size: typing.Optional[int] = _field(None, "use only the first N training images")
     test_size: typing.Optional[int] = _field(None, "use only the first N test images")
-    likelihood: str = _field("bernoulli", "p(x|z): bernoulli for binary pixels, gaussian for "
-                             "intensities (with a learned scale)")
+    likelihood: str = _field(
+        "bernoulli", "p(x|z): bernoulli for binary pixels; for 8-bit intensities (with "
+        "--binarize none) logistic, the exact probability of each of the 256 values under a "
+        "discretized logistic (a true likelihood, reported in bits/dim too), or gaussian, a "
+        "density (with a learned scale)")
     kl: str = _field("analytic", "analytic KL has lower-variance gradients than the tutorial's "
                      "single-sample Monte Carlo estimate (mc); --objective iwae always uses "
                      "the sampled log p(z) - log q(z|x) inside its weights")
@@ -84,6 +108,28 @@ class Config:
         False, "mixed_float16 on GPU, mixed_bfloat16 on CPU; logits and loss stay float32")
 
     @property
+    def image_shape(self):
+        """(height, width, channels) of the images the model sees.
+
+        Known without the data for MNIST and Fashion-MNIST; for other datasets training reads
+        it from the data and saves it in config.json (`image_size`, `channels`).
+        """
+        native = MNIST_SHAPE if self.dataset in MNIST_LIKE else (None, None, None)
+        height, width = self.image_size or native[:2]
+        channels = self.channels or native[2]
+        if channels is None or height is None:
+            raise TfvaeError(f"the image shape of {self.dataset} is read from the data when "
+                             "training starts; this config has not been through training")
+        return (height, width, channels)
+
+    @property
+    def label_classes(self):
+        """Number of label classes: 10 for MNIST-likes, else what training read from the data."""
+        if self.num_classes is None:
+            return MNIST_CLASSES if self.dataset in MNIST_LIKE else 0
+        return self.num_classes
+
+    @property
     def xla(self):
         """Whether steps are XLA-compiled: --jit-compile if given, else the faster per model."""
         return self.model == "mlp" if self.jit_compile is None else self.jit_compile
@@ -101,6 +147,19 @@ class Config:
         for name in positive:
             check_at_least(_flag(name), getattr(self, name))
         check_seed("seed", self.seed)
+        if not self.dataset:
+            raise TfvaeError("--dataset must name a dataset or a folder of images")
+        if not 0 < self.test_fraction < 1:
+            raise TfvaeError(f"--test-fraction must be between 0 and 1, not {self.test_fraction}")
+        if self.image_size is not None and (len(self.image_size) != 2
+                                            or min(self.image_size) < 1):
+            raise TfvaeError(f"--image-size takes a height and a width, positive, not "
+                             f"{' '.join(map(str, self.image_size))}")
+        if self.channels not in (None, 1, 3):
+            raise TfvaeError(f"--channels must be 1 or 3, not {self.channels}")
+        check_at_least("num-classes", self.num_classes, minimum=0)
+        if not self.conv_filters or min(self.conv_filters) < 1:
+            raise TfvaeError(f"--conv-filters must be positive sizes, not {self.conv_filters}")
         if not 0 <= self.beta < float("inf"):
             raise TfvaeError(f"--beta must be 0 or more, not {self.beta}")
         if self.objective == "autoencoder" and (self.beta != 1.0 or self.kl_warmup_epochs
@@ -122,7 +181,10 @@ class Config:
             raise TfvaeError("a VampPrior's KL has no closed form: add --kl mc")
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
-                             "likelihood cannot score: add --likelihood gaussian")
+                             "likelihood cannot score: add --likelihood logistic or gaussian")
+        if self.likelihood == "logistic" and self.binarize != "none":
+            raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
+                             "--binarize none")
 
 
 def check_at_least(flag, value, minimum=1):
@@ -163,6 +225,9 @@ def _check_type(name, value, hint):
         raise TfvaeError(f"config key {name!r} must be {expected.__name__}, not {value!r}")
 
 
+TUPLE_KEYS = ("hidden_units", "conv_filters", "image_size")
+
+
 def config_from_dict(values):
     """Builds a Config from a dict such as a parsed config.json, rejecting unknown keys."""
     if not isinstance(values, dict):
@@ -172,15 +237,34 @@ def config_from_dict(values):
     if unknown:
         raise TfvaeError(f"unknown config keys: {', '.join(unknown)}")
     values = dict(values)
-    if isinstance(values.get("hidden_units"), list):
-        values["hidden_units"] = tuple(values["hidden_units"])
+    for name in TUPLE_KEYS:
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return Config(**values)
 
 
+def names_folder(dataset):
+    """Whether --dataset names a folder of images rather than a dataset.
+
+    A path is an existing directory or starts with /, . or ~; anything else (other than mnist and
+    fashion_mnist) is a tensorflow-datasets name such as cifar10 or emnist/letters.
+    """
+    if dataset in MNIST_LIKE:
+        return False
+    return os.path.isdir(dataset) or dataset.startswith(("/", ".", "~"))
+
+
 def default_run_dir(config):
-    """runs/DATASET-MODEL-zLATENT[-cond]: rerunning the same command finds the same run."""
+    """runs/DATASET-MODEL-zLATENT[-cond]: rerunning the same command finds the same run.
+
+    DATASET is a folder's own name, or a tensorflow-datasets name with / as -.
+    """
     suffix = "-cond" if config.conditional else ""
-    return f"runs/{config.dataset}-{config.model}-z{config.latent_dim}{suffix}"
+    if names_folder(config.dataset):
+        dataset = os.path.basename(os.path.normpath(os.path.abspath(config.dataset)))
+    else:
+        dataset = config.dataset.replace("/", "-")
+    return f"runs/{dataset}-{config.model}-z{config.latent_dim}{suffix}"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -194,6 +278,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def add_config_flags(parser):
     """Adds a --flag for each Config field, with its help and default."""
     for field in dataclasses.fields(Config):
+        if not field.metadata["flag"]:
+            continue
         flag = "--" + _flag(field.name)
         help_text = field.metadata["help"]
         if field.default is not None and not isinstance(field.default, tuple):
@@ -204,6 +290,9 @@ def add_config_flags(parser):
         elif field.type is tuple:
             parser.add_argument(flag, type=int, nargs="+", default=None, metavar="N",
                                 help=f"{help_text} (default: {' '.join(map(str, field.default))})")
+        elif field.name == "image_size":
+            parser.add_argument(flag, type=int, nargs=2, default=None, metavar=("H", "W"),
+                                help=help_text)
         else:
             kind = typing.get_args(field.type)[0] if typing.get_args(field.type) else field.type
             parser.add_argument(flag, type=kind, default=None, choices=CHOICES.get(field.name),
@@ -215,6 +304,7 @@ def config_from_args(args, base=None):
     base = base or Config()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
-    if isinstance(overrides.get("hidden_units"), list):
-        overrides["hidden_units"] = tuple(overrides["hidden_units"])
+    for name in TUPLE_KEYS:
+        if isinstance(overrides.get(name), list):
+            overrides[name] = tuple(overrides[name])
     return dataclasses.replace(base, **overrides)

@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from tfvae.config import MNIST_CLASSES, MNIST_SHAPE
 from tfvae.errors import TfvaeError, first_line
 
 IDX_FILES = {
@@ -37,8 +38,6 @@ PUBLISHED_SHA256 = {
         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
     },
 }
-IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of every image tfvae models
-NUM_CLASSES = 10
 # The test set is binarized once with this seed, whatever the run's seed, so that test
 # numbers compare across runs.
 TEST_BINARIZATION_SEED = (2015, 12)
@@ -81,15 +80,15 @@ def read_idx_dir(directory, split):
     image_file, label_file = (os.path.join(directory, name) for name in IDX_FILES[split])
     images = read_idx(image_file, expected_ndim=3)
     labels = read_idx(label_file, expected_ndim=1)
-    if images.shape[1:] != IMAGE_SHAPE[:2]:
+    if images.shape[1:] != MNIST_SHAPE[:2]:
         raise DataError(f"{image_file} holds {images.shape[1:]} images, expected "
-                        f"{IMAGE_SHAPE[:2]}")
+                        f"{MNIST_SHAPE[:2]}")
     if len(images) == 0:
         raise DataError(f"{image_file} holds no images: download it again")
     if len(images) != len(labels):
         raise DataError(f"{image_file} has {len(images)} images but {label_file} has "
                         f"{len(labels)} labels: the two files do not belong together")
-    if labels.max(initial=0) >= NUM_CLASSES:
+    if labels.max(initial=0) >= MNIST_CLASSES:
         raise DataError(f"corrupt data file {label_file}: label {labels.max()} is not 0-9")
     return images, labels
 

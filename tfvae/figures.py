@@ -10,7 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, latent, rundir, viz
+from tfvae import latent, rundir, viz
+from tfvae.config import MNIST_CLASSES
 from tfvae.errors import TfvaeError
 
 CLASS_NAMES = {
@@ -118,7 +119,7 @@ def encode_means(model, x, labels=None, batch_size=1000):
     return np.concatenate(means)
 
 
-def class_exemplars(labels, classes=range(data.NUM_CLASSES)):
+def class_exemplars(labels, classes=range(MNIST_CLASSES)):
     """Index of the first test image of each class, in the order of `classes`."""
     labels = np.asarray(labels)
     missing = [c for c in classes if not (labels == c).any()]

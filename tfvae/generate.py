@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from tfvae import data, figures, latent, rundir, viz
-from tfvae.config import ArgumentParser, check_at_least, check_at_most, check_seed
+from tfvae.config import MNIST_CLASSES, ArgumentParser, check_at_least, check_at_most, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 
 INTERRUPTED = "interrupted: the files already written are complete; rerun to write the rest"
@@ -104,10 +104,10 @@ def main(argv=None):
     paths = []
     num = args.samples or figures.DEFAULT_SAMPLES
     if args.samples:
-        rows = -(-num // data.NUM_CLASSES) if config.conditional else int(np.ceil(np.sqrt(num)))
+        rows = -(-num // MNIST_CLASSES) if config.conditional else int(np.ceil(np.sqrt(num)))
         paths.append(os.path.join(out, rundir.SAMPLES_FILE))
         if config.conditional:  # whole rows, so that each column is one class
-            labels = np.arange(rows * data.NUM_CLASSES) % data.NUM_CLASSES
+            labels = np.arange(rows * MNIST_CLASSES) % MNIST_CLASSES
             viz.save_labelled_grid(paths[-1], figures.prior_samples(model, len(labels), seed,
                                                                     labels),
                                    rows, col_labels=figures.CLASS_NAMES[config.dataset],

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data, steps
+from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -20,7 +21,7 @@ STEPS_PER_EXECUTION = 50  # as Config.steps_per_call: see compile
 def check_image_shape(shape):
     """Raises TfvaeError unless `shape` is [N, 28, 28] or [N, 28, 28, 1] (N may be unknown)."""
     dims = tuple(shape)[1:]
-    if dims not in (data.IMAGE_SHAPE[:2], data.IMAGE_SHAPE):
+    if dims not in (MNIST_SHAPE[:2], MNIST_SHAPE):
         raise TfvaeError(f"images must be shaped [N, 28, 28] or [N, 28, 28, 1] (as "
                          f"keras.datasets.mnist gives them), not {list(shape)}")
 
@@ -142,7 +143,7 @@ class KerasFitMixin:
         if steps_per_execution is None:
             steps_per_execution = 1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
-            self.build((None, *data.IMAGE_SHAPE))
+            self.build((None, *MNIST_SHAPE))
         # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
         # batch of 128 images and made fit of the mlp 0.6x as fast as the CLI. So the draws
         # are made outside and XLA compiles the update alone, as the CLI's steps do.

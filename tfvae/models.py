@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import losses
-from tfvae.data import IMAGE_SHAPE
+from tfvae.config import MNIST_SHAPE as IMAGE_SHAPE
 from tfvae.keras_fit import KerasFitMixin
 
 NUM_PIXELS = math.prod(IMAGE_SHAPE)

@@ -280,11 +280,11 @@ def checkpoint_steps(directory):
 
 def new_model(config):
     """The model a Config describes, with the dataset's classes and the run's dtype policy."""
-    from tfvae.data import NUM_CLASSES  # data and models import TensorFlow fully; keep this lazy
     from tfvae.distribute import dtype_policy_name
     from tfvae.models import build_model
 
-    return build_model(config, num_classes=NUM_CLASSES, dtype_policy=dtype_policy_name(config))
+    return build_model(config, num_classes=config.label_classes,
+                       dtype_policy=dtype_policy_name(config))
 
 
 Run = collections.namedtuple("Run", "config model step checkpoint")
