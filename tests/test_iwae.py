@@ -174,13 +174,20 @@ def byte_images(num, shape=(12, 16, 3), seed=0):
     return tf.cast(values, tf.float32) / 255.0
 
 
-def test_logistic_log_likelihood_is_the_discretized_logistic_of_the_decoders_mean(
-        logistic_model):
+def test_logistic_log_likelihood_is_located_by_the_stretched_sigmoid(logistic_model):
     _, model = logistic_model
     x = byte_images(2)
     logits, _, _ = model(x)
-    expected = losses.discretized_logistic_log_likelihood(x, tf.sigmoid(logits), model.log_scale)
+    location = losses.logistic_location(logits)
+    expected = losses.discretized_logistic_log_likelihood(x, location, model.log_scale)
     np.testing.assert_array_equal(steps.log_likelihood(model, x, logits), expected)
+    # The location reaches past both ends, so 0 and 255 can take nearly all the mass ...
+    margin = losses.LOGISTIC_MARGIN
+    np.testing.assert_allclose(losses.logistic_location(tf.constant([-30.0, 0.0, 30.0])),
+                               [-margin, 0.5, 1 + margin], atol=1e-6)
+    # ... and pictures show it clipped to [0, 1].
+    np.testing.assert_array_equal(model.intensities(logits),
+                                  tf.clip_by_value(location, 0.0, 1.0))
 
 
 def test_logistic_l1_is_the_elbo_and_lk_grows_with_k(logistic_model):

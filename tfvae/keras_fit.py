@@ -252,7 +252,7 @@ class KerasFitMixin:
             x = tuple(x)
         x, labels, _ = self._unpack(x)
         logits, _, _ = self(to_unit_images(x, self.image_shape), labels)
-        return tf.sigmoid(logits)
+        return self.intensities(logits)
 
     def _check_arrays(self, x, y):
         """Fails early, in one line, on arrays a VAE cannot take."""
@@ -293,7 +293,7 @@ class KerasFitMixin:
         return super().evaluate(x, y, batch_size, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        """Reconstruction probabilities [N, H, W, C], decoded from the posterior means.
+        """Reconstructions [N, H, W, C] in [0, 1] (`intensities`) of the posterior means.
 
         Args:
           x: images (uint8, or floats in [0, 1]), encoded as given, without binarization;

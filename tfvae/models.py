@@ -96,18 +96,26 @@ class VAE(KerasFitMixin, keras.Model):
         """z = mean + sigma * eps; `eps` comes from the caller so that draws stay seeded."""
         return mean + tf.exp(0.5 * logvar) * eps
 
-    def decode(self, z, labels=None, apply_sigmoid=False):
-        """Decodes z [batch, latent_dim] to logits [batch, H, W, C] (or probabilities).
+    def intensities(self, logits):
+        """Images in [0, 1] from decoder logits: what pictures show.
 
-        The probabilities (sigmoid of the logits) are the mean of every likelihood: the
-        Bernoulli's, the Gaussian's and the discretized logistic's.
+        sigmoid(logits), the mean of the Bernoulli and of the Gaussian; under the discretized
+        logistic its location clipped to [0, 1] (losses.logistic_location), which is nearly
+        its mean once the scale is small.
+        """
+        if self.likelihood == "logistic":
+            return tf.clip_by_value(losses.logistic_location(logits), 0.0, 1.0)
+        return tf.sigmoid(logits)
+
+    def decode(self, z, labels=None, apply_sigmoid=False):
+        """Decodes z [batch, latent_dim] to logits [batch, H, W, C], or images (`intensities`).
 
         `labels` (conditional models): integer classes [batch], or float class weights
         [batch, num_classes] such as a blend of two one-hot vectors.
         """
         h = tf.concat([z, self._one_hot(labels)], -1) if self.conditional else z
         h = self.decoder(h)
-        return tf.sigmoid(h) if apply_sigmoid else h
+        return self.intensities(h) if apply_sigmoid else h
 
     def prior_components_params(self):
         """The VampPrior's components (means, logvars), each [K, latent_dim].
