@@ -35,6 +35,9 @@ def test_writes_eval_json_with_iwae_at_least_the_elbo(tiny_run, capsys):
     assert saved["iwae"] >= saved["elbo"] and saved["nll"] == -saved["iwae"]
     assert saved["elbo"] == pytest.approx(saved["reconstruction"] - saved["kl"])
     assert saved["kl"] > 0 and saved["elbo"] < 0
+    # Bits per dimension of the 28x28x1 images, printed beside the nats.
+    assert saved["nll_bits_per_dim"] == pytest.approx(saved["nll"] / (784 * math.log(2)))
+    assert f"{saved['nll']:.2f} nats ({saved['nll_bits_per_dim']:.4f} bits/dim)" in out
 
 
 def test_evaluate_run_depends_only_on_its_seed(tiny_run):
