@@ -104,3 +104,68 @@ def test_labelled_figures_and_captioned_animations(tmp_path):
     frames = viz.caption_frames(viz.animation_frames(images[:2]), ["0 to 1", "a much longer one"])
     assert frames.shape[0] == 2 and frames.shape[1] > 112 and frames.shape[2] >= 112
     assert frames[0, 120:].min() == 0  # the caption is drawn in black under the digit
+
+
+def tinted(count, height=20, width=32):
+    """Colour images [count, height, width, 3]: image i is a pure red, green or blue field whose
+    brightness rises with i, so every tile and channel can be checked after a round trip."""
+    images = np.zeros([count, height, width, 3], np.float32)
+    for i in range(count):
+        images[i, ..., i % 3] = (i + 1) / count
+    return images
+
+
+def test_colour_non_square_grid_keeps_each_tile_and_channel(tmp_path):
+    images = tinted(6)
+    grid = viz.image_grid(images, rows=2, padding=2)
+    assert grid.shape == (2 + 2 * 22, 2 + 3 * 34, 3) and grid.dtype == np.uint8
+    for i, image in enumerate(images):
+        top, left = 2 + (i // 3) * 22, 2 + (i % 3) * 34
+        tile = grid[top:top + 20, left:left + 32]
+        np.testing.assert_array_equal(tile, viz.to_uint8(image[None])[0])
+    path = str(tmp_path / "grid.png")
+    viz.save_grid(path, images, rows=2, scale=3)
+    np.testing.assert_array_equal(imageio.imread(path), viz.upscale(grid, 3))
+
+
+def test_colour_animation_with_captions_stays_in_colour(tmp_path):
+    frames = viz.caption_frames(viz.animation_frames(tinted(3), scale=2), ["red", "green", "b"])
+    assert frames.shape[0] == 3 and frames.shape[-1] == 3 and frames.shape[1] > 40
+    assert frames[1, 5, 5, 1] > 100 and frames[1, 5, 5, 0] == frames[1, 5, 5, 2] == 0
+    path = str(tmp_path / "walk.gif")
+    viz.save_animation(path, tinted(6), captions=[str(i) for i in range(6)])
+    with Image.open(path) as gif:
+        gif.seek(5)
+        centre = np.asarray(gif.convert("RGB"))[10, 10]
+    assert centre[2] > 200 and centre[0] < 40 and centre[1] < 40  # frame 5 is bright blue
+
+
+def test_training_gif_of_colour_pngs_keeps_colour_and_of_grey_ones_stays_grey(tmp_path):
+    colour, grey = str(tmp_path / "c.png"), str(tmp_path / "g.png")
+    viz.save_grid(colour, tinted(3), rows=1)
+    viz.save_grid(grey, ramp(3), rows=1)
+    viz.gif_from_pngs(str(tmp_path / "c.gif"), [colour, colour], captions=["1", "2"])
+    viz.gif_from_pngs(str(tmp_path / "g.gif"), [grey, grey])
+    with Image.open(tmp_path / "c.gif") as gif:
+        rgb = np.asarray(gif.convert("RGB"))
+    assert (rgb[..., 0] != rgb[..., 1]).any()
+    with Image.open(tmp_path / "g.gif") as gif:
+        rgb = np.asarray(gif.convert("RGB"))
+    assert (rgb[..., 0] == rgb[..., 1]).all()
+
+
+def test_colour_manifold_labelled_grid_and_unlabelled_scatter_are_written(tmp_path):
+    images = tinted(9, height=12, width=24)
+    viz.save_manifold(str(tmp_path / "m.png"), images, grid=3,
+                      axis_values=(np.arange(3.0), np.arange(3.0)))
+    viz.save_labelled_grid(str(tmp_path / "l.png"), images, rows=3, row_labels=["a", "b", "c"])
+    viz.save_scatter(str(tmp_path / "s.png"), np.random.RandomState(0).randn(50, 2),
+                     np.zeros(50, int), None)
+    viz.save_scatter(str(tmp_path / "s30.png"), np.random.RandomState(0).randn(60, 2),
+                     np.arange(60) % 30, [f"class {i}" for i in range(30)])
+    manifold = imageio.imread(tmp_path / "m.png")[..., :3]
+    assert (manifold[..., 0] != manifold[..., 2]).any()  # the tiles kept their colour
+    assert manifold.shape[1] > manifold.shape[0]  # 24-pixel-wide tiles make a wide figure
+    assert len(set(map(str, viz.class_colours(30)))) == 30
+    for name in ("l.png", "s.png", "s30.png"):
+        assert imageio.imread(tmp_path / name).ndim == 3

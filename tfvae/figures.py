@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import latent, rundir, viz
-from tfvae.config import MNIST_CLASSES
+from tfvae.config import MNIST_LIKE, names_folder
 from tfvae.errors import TfvaeError
 
 CLASS_NAMES = {
@@ -28,11 +28,12 @@ MAX_SAMPLES = 10_000
 MORPH_STYLES = 4  # styles shown side by side while the class morphs
 NUM_RECONSTRUCTIONS = 16
 PROGRESS_GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional: 10 digits x 10 styles
+UNLABELLED_STOPS = 8  # images a transition walks through when there are no classes
 DECODE_BATCH = 1000  # images decoded per call, so memory stays bounded whatever is asked
 
 
 def decode_images(model, z, labels=None, batch_size=DECODE_BATCH):
-    """Images [N, 28, 28, 1] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time."""
+    """Images [N, H, W, C] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time."""
     z = np.asarray(z, np.float32)
     pieces = []
     for start in range(0, len(z), batch_size):
@@ -52,8 +53,31 @@ def progress_latents(model, seed):
 
 
 def class_names(num_classes, dataset="mnist"):
-    """The names of a dataset's classes (digits for MNIST)."""
-    return CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])[:num_classes]
+    """The names of a dataset's classes: MNIST's digits, Fashion-MNIST's garments, or the
+    names the data gave (a folder's subfolders, a tensorflow-datasets label's names), else
+    their numbers."""
+    names = CLASS_NAMES.get(dataset) or _stored_class_names(dataset)
+    if len(names) < num_classes:
+        names = tuple(str(i) for i in range(num_classes))
+    return tuple(names[:num_classes])
+
+
+def _stored_class_names(dataset):
+    """A folder's class subfolders, or a tensorflow-datasets label's names; () if unknown."""
+    if names_folder(dataset):
+        if not os.path.isdir(dataset):
+            return ()
+        return tuple(sorted(e.name for e in os.scandir(dataset) if e.is_dir()))
+    if dataset in MNIST_LIKE:
+        return ()
+    try:
+        import tensorflow_datasets as tfds
+
+        features = tfds.builder(dataset).info.features
+    except Exception:  # the pictures fall back to class numbers; nothing else depends on it
+        return ()
+    labels = [f for f in features.values() if isinstance(f, tfds.features.ClassLabel)]
+    return tuple(labels[0].names) if labels else ()
 
 
 def progress_images(model, seed, originals, original_labels):
@@ -92,12 +116,12 @@ def write_training_gif(run_dir):
 
 
 def prior_samples(model, num, seed, labels=None):
-    """Images [num, 28, 28, 1] decoded from draws of the prior keyed by `seed`."""
+    """Images [num, H, W, C] decoded from draws of the prior keyed by `seed`."""
     return decode_images(model, model.sample_prior(num, [seed, 2]), labels)
 
 
 def manifold_images(model, grid=GRID, label=0):
-    """Images [grid * grid, 28, 28, 1] decoded over a grid of standard-normal quantiles.
+    """Images [grid * grid, H, W, C] decoded over a grid of standard-normal quantiles.
 
     Args:
       label: the class to decode for a conditional model (ignored otherwise).
@@ -111,7 +135,7 @@ def manifold_images(model, grid=GRID, label=0):
 
 
 def encode_means(model, x, labels=None, batch_size=1000):
-    """Posterior means [N, latent_dim] of images x [N, 28, 28, 1], in batches."""
+    """Posterior means [N, latent_dim] of images x [N, H, W, C], in batches."""
     means = []
     for start in range(0, len(x), batch_size):
         batch_labels = labels[start:start + batch_size] if model.conditional else None
@@ -119,9 +143,11 @@ def encode_means(model, x, labels=None, batch_size=1000):
     return np.concatenate(means)
 
 
-def class_exemplars(labels, classes=range(MNIST_CLASSES)):
-    """Index of the first test image of each class, in the order of `classes`."""
+def class_exemplars(labels, classes=None):
+    """Index of the first test image of each class, in the order of `classes` (default: 0 to
+    the largest label)."""
     labels = np.asarray(labels)
+    classes = range(int(labels.max()) + 1) if classes is None else classes
     missing = [c for c in classes if not (labels == c).any()]
     if missing:
         raise TfvaeError(f"the test set has no image of class {missing[0]}: use a larger "
@@ -130,13 +156,13 @@ def class_exemplars(labels, classes=range(MNIST_CLASSES)):
 
 
 def transition_images(model, x, labels, steps=STEPS, method="linear"):
-    """A looping walk through the latent means of images x [K, 28, 28, 1].
+    """A looping walk through the latent means of images x [K, H, W, C].
 
     Frame k * steps decodes exactly the k-th image's mean. A conditional model also walks its
     label, blending one-hot vectors in step, so the class changes along with the style.
 
     Returns:
-      images [K * steps, 28, 28, 1] in [0, 1].
+      images [K * steps, H, W, C] in [0, 1].
     """
     path = latent.interpolation_path(encode_means(model, x, labels), steps, method)
     label_path = None
@@ -150,7 +176,7 @@ def class_morph_images(model, classes, seed, steps=STEPS, styles=MORPH_STYLES):
     """A conditional model's classes morphing in a loop while `styles` style latents stay fixed.
 
     Returns:
-      images [len(classes) * steps, styles, 28, 28, 1] in [0, 1].
+      images [len(classes) * steps, styles, H, W, C] in [0, 1].
     """
     z = tf.random.stateless_normal([styles, model.latent_dim], seed=[seed, 4])
     one_hot = np.eye(model.num_classes, dtype=np.float32)[np.asarray(classes)]
@@ -177,11 +203,23 @@ def scatter_points(model, x, labels):
     return points, axis_labels, f"Posterior means of the test set, PCA of {means.shape[1]}-D z"
 
 
+def transition_indices(test_labels, labelled=True):
+    """The test images a default transition walks through: the first of each class present
+    (so a run on a small --test-size still gets one), or of unlabelled data the first
+    UNLABELLED_STOPS images."""
+    if not labelled:
+        return np.arange(min(UNLABELLED_STOPS, len(test_labels)))
+    return class_exemplars(test_labels, np.unique(test_labels))
+
+
 def transition_captions(model, x, labels, class_names, steps=STEPS, method="linear",
                         reference=None):
     """One caption per frame of `transition_images`: the two classes it moves between and,
     given reference=(test means, test labels) of an unconditional model, the class whose region
-    of the latent space the frame is in (the digit it is passing through)."""
+    of the latent space the frame is in (the digit it is passing through). None (no captions)
+    for unlabelled images, `class_names` None."""
+    if class_names is None:
+        return None
     names = [class_names[int(c)] for c in labels]
     moves = [f"{names[i]} to {names[(i + 1) % len(names)]}" for i in range(len(names))
              for _ in range(steps)]
@@ -220,7 +258,7 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
 
 
 def reconstruct(model, x, labels=None):
-    """Reconstruction probabilities of images x [N, 28, 28, 1], decoded from the posterior mean."""
+    """Reconstruction probabilities of images x [N, H, W, C], decoded from the posterior mean."""
     logits, _, _ = model(x, labels if model.conditional else None)
     return tf.sigmoid(logits).numpy()
 
@@ -230,11 +268,14 @@ def write_reconstructions(model, path, x, labels):
     viz.save_reconstructions(path, x, reconstruct(model, x, labels))
 
 
-def write_scatter(model, dataset, out, x, labels):
-    """Writes scatter.png, the test set's latent means coloured by class; returns its path."""
+def write_scatter(model, dataset, out, x, labels, labelled=True):
+    """Writes scatter.png, the test set's latent means coloured by class (one colour for
+    unlabelled images); returns its path."""
     path = os.path.join(out, rundir.SCATTER_FILE)
     points, axis_labels, title = scatter_points(model, x, labels)
-    viz.save_scatter(path, points, labels, CLASS_NAMES[dataset], axis_labels, title)
+    num_classes = int(np.max(labels)) + 1
+    names = class_names(num_classes, dataset) if labelled else None
+    viz.save_scatter(path, points, labels, names, axis_labels, title)
     return path
 
 
@@ -244,20 +285,20 @@ def write_run_figures(model, config, run_dir, test_x, test_labels):
     A picture the test set is too small for is skipped with a note. Returns the paths written.
     """
     paths = []
-    names = CLASS_NAMES[config.dataset]
+    names = class_names(config.label_classes, config.dataset) if config.label_classes else None
     if model.latent_dim == 2:
         paths.append(os.path.join(run_dir, rundir.MANIFOLD_FILE))
         save_manifold(model, paths[-1], class_names=names)
-    # Only the classes present, so a run on a small --test-size still gets its pictures.
-    index = class_exemplars(test_labels, np.unique(test_labels))
+    index = transition_indices(test_labels, labelled=names is not None)
     if len(index) > 1:
-        reference = (encode_means(model, test_x, test_labels), test_labels)
+        reference = (encode_means(model, test_x, test_labels), test_labels) if names else None
         paths += write_transitions(model, run_dir, test_x[index], test_labels[index],
                                    config.seed, class_names=names, reference=reference)
     else:
         rundir.note("no transition.gif: the test set holds one class only (raise --test-size)")
     if len(test_x) > 1:
-        paths.append(write_scatter(model, config.dataset, run_dir, test_x, test_labels))
+        paths.append(write_scatter(model, config.dataset, run_dir, test_x, test_labels,
+                                   labelled=names is not None))
     else:
         rundir.note("no scatter.png: it needs two test images or more (raise --test-size)")
     return paths

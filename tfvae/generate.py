@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from tfvae import data, figures, latent, rundir, sources, viz
-from tfvae.config import MNIST_CLASSES, ArgumentParser, check_at_least, check_at_most, check_seed
+from tfvae.config import ArgumentParser, check_at_least, check_at_most, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 
 INTERRUPTED = "interrupted: the files already written are complete; rerun to write the rest"
@@ -27,9 +27,10 @@ def parse_args(argv):
                              f"rounded up to whole rows, one column per class; also sets the "
                              f"count for --digit, default {figures.DEFAULT_SAMPLES}; at most "
                              f"{figures.MAX_SAMPLES})")
-    parser.add_argument("--digit", type=int, choices=range(10), metavar="D",
-                        help="conditional runs: write digit_D.png, samples of class D (also the "
-                             "class of a conditional run's --manifold, default 0)")
+    parser.add_argument("--digit", type=int, metavar="D",
+                        help="conditional runs: write digit_D.png, samples of class D, 0-9 on "
+                             "MNIST (also the class of a conditional run's --manifold, "
+                             "default 0)")
     parser.add_argument("--reconstruct", action="store_true",
                         help="write reconstructions.png: test images above their reconstructions")
     parser.add_argument("--manifold", action="store_true",
@@ -76,15 +77,21 @@ def check_fits_run(args, config):
     if args.digit is not None and not config.conditional:
         raise TfvaeError(f"--digit needs a label-conditional run and {args.run_dir} is "
                          "unconditional: train with --conditional, or use --samples N")
+    if args.digit is not None and not 0 <= args.digit < config.label_classes:
+        raise TfvaeError(f"--digit must be a class of the run, 0 to "
+                         f"{config.label_classes - 1}, not {args.digit}")
     if args.manifold and config.latent_dim != 2:
         raise TfvaeError(f"--manifold needs a 2-D latent and {args.run_dir} has "
                          f"{config.latent_dim}: train with --latent-dim 2")
 
 
-def transition_indices(indices, test_labels):
-    """--indices checked against the test set, or the first test image of each class."""
+def transition_indices(indices, test_labels, labelled):
+    """--indices checked against the test set, or the first test image of each class (of
+    unlabelled data, the first few test images)."""
     if indices is None:
-        return figures.class_exemplars(test_labels)
+        if labelled:
+            return figures.class_exemplars(test_labels)
+        return figures.transition_indices(test_labels, labelled=False)
     bad = [i for i in indices if not 0 <= i < len(test_labels)]
     if bad:
         raise TfvaeError(f"--indices {bad[0]} is outside the run's test set of "
@@ -102,15 +109,17 @@ def main(argv=None):
     model = rundir.load_run(args.run_dir).model
 
     paths = []
+    num_classes = config.label_classes
+    names = figures.class_names(num_classes, config.dataset) if num_classes else None
     num = args.samples or figures.DEFAULT_SAMPLES
     if args.samples:
-        rows = -(-num // MNIST_CLASSES) if config.conditional else int(np.ceil(np.sqrt(num)))
+        rows = -(-num // num_classes) if config.conditional else int(np.ceil(np.sqrt(num)))
         paths.append(os.path.join(out, rundir.SAMPLES_FILE))
         if config.conditional:  # whole rows, so that each column is one class
-            labels = np.arange(rows * MNIST_CLASSES) % MNIST_CLASSES
+            labels = np.arange(rows * num_classes) % num_classes
             viz.save_labelled_grid(paths[-1], figures.prior_samples(model, len(labels), seed,
                                                                     labels),
-                                   rows, col_labels=figures.CLASS_NAMES[config.dataset],
+                                   rows, col_labels=names,
                                    col_title="label y", row_title="one z per cell")
         else:
             viz.save_grid(paths[-1], figures.prior_samples(model, num, seed), rows)
@@ -120,8 +129,7 @@ def main(argv=None):
                       int(np.ceil(np.sqrt(num))))
     if args.manifold:
         paths.append(os.path.join(out, rundir.MANIFOLD_FILE))
-        figures.save_manifold(model, paths[-1], args.grid, args.digit or 0,
-                              figures.CLASS_NAMES[config.dataset])
+        figures.save_manifold(model, paths[-1], args.grid, args.digit or 0, names)
     if args.reconstruct or args.transition or args.scatter:
         config = dataclasses.replace(
             config, data_dir=data.usable_data_dir(args.data_dir, config.data_dir))
@@ -131,13 +139,14 @@ def main(argv=None):
         count = figures.NUM_RECONSTRUCTIONS
         figures.write_reconstructions(model, paths[-1], test_x[:count], test_labels[:count])
     if args.transition:
-        index = transition_indices(args.indices, test_labels)
-        reference = (figures.encode_means(model, test_x, test_labels), test_labels)
+        index = transition_indices(args.indices, test_labels, labelled=names is not None)
+        reference = (figures.encode_means(model, test_x, test_labels), test_labels) if names \
+            else None
         paths += figures.write_transitions(model, out, test_x[index], test_labels[index], seed,
-                                           args.steps, args.interpolation,
-                                           figures.CLASS_NAMES[config.dataset], reference)
+                                           args.steps, args.interpolation, names, reference)
     if args.scatter:
-        paths.append(figures.write_scatter(model, config.dataset, out, test_x, test_labels))
+        paths.append(figures.write_scatter(model, config.dataset, out, test_x, test_labels,
+                                           labelled=names is not None))
     for path in paths:
         print(f"wrote {path}")
     return paths

@@ -26,7 +26,7 @@ def write_image_summaries(model, step, z, labels, originals, original_labels=Non
       step: the summary step (an epoch number).
       z, labels: the grid's latents [N, latent_dim] and, for conditional models, labels [N],
         as figures.progress_latents draws them: one row per class, or 8 x 8.
-      originals: images [M, 28, 28(, 1)] (uint8 or floats in [0, 1]) to reconstruct.
+      originals: images [M, H, W(, C)] (uint8 or floats in [0, 1]) to reconstruct.
       original_labels: their labels [M] (conditional models).
     """
     originals = to_unit_images(originals).numpy()
@@ -36,12 +36,13 @@ def write_image_summaries(model, step, z, labels, originals, original_labels=Non
 
 
 def write_image_arrays(model, step, samples, originals, reconstructions):
-    """Writes already decoded pictures ([N, 28, 28, 1] in [0, 1]) as the two image summaries."""
+    """Writes already decoded pictures ([N, H, W, C] in [0, 1]) as the two image summaries."""
     rows = model.num_classes if model.conditional else figures.PROGRESS_GRID_SIDE
     pictures = {SAMPLES_TAG: viz.image_grid(samples, rows),
                 RECONSTRUCTIONS_TAG: viz.reconstruction_grid(originals, reconstructions)}
     for tag, grid in pictures.items():
-        tf.summary.image(tag, grid[None, :, :, None], step=step)  # [1, H, W, 1] uint8
+        grid = grid[:, :, None] if grid.ndim == 2 else grid  # [H, W, 1 or 3] uint8
+        tf.summary.image(tag, grid[None], step=step)
 
 
 class ImageSummaries(keras.callbacks.Callback):
