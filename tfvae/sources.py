@@ -70,11 +70,16 @@ def load(config, splits=("train", "test")):
         resolved, loaded = _load_folder(config, splits)
     else:
         resolved, loaded = _load_tfds(config, splits)
-    if resolved.conditional and resolved.num_classes == 0:
+    check_labelled(resolved)
+    return resolved, loaded
+
+
+def check_labelled(config):
+    """Refuses --conditional on unlabelled data (num_classes 0)."""
+    if config.conditional and config.num_classes == 0:
         raise DataError(f"--conditional needs labels, and {config.dataset} has none (a flat "
                         "folder is unlabelled): drop --conditional, or put the images in one "
                         "subfolder per class")
-    return resolved, loaded
 
 
 def load_test_set(config):
@@ -236,6 +241,7 @@ def path_hash(relative_path):
 def _load_folder(config, splits):
     folder = os.path.abspath(os.path.expanduser(config.dataset))
     paths, labels, classes = scan_folder(folder)
+    check_labelled(dataclasses.replace(config, num_classes=len(classes)))
     # Files below --test-fraction are the test split, so adding files moves no other file.
     # Each split is in hash order, so that its first --train-size images mix the classes.
     places = np.array([path_hash(p) for p in paths])
