@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -189,6 +190,16 @@ def test_tensorflow_datasets_image_sets_with_and_without_labels(monkeypatch):
         assert config.image_shape == (28, 28, 3) and config.num_classes == 0
         assert loaded["test"].images.shape == (12, 28, 28, 3)
         assert not loaded["test"].labels.any()
+
+
+def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train():
+    def load(name, split):
+        if split == "test":
+            raise ValueError('Unknown split "test". Should be one of [\'train\'].')
+        return split
+
+    names = sources._tfds_split_names(types.SimpleNamespace(load=load), "some_set", 0.1)
+    assert names == {"train": "train[:90%]", "test": "train[90%:]"}
 
 
 def test_feature_choice_of_a_tensorflow_datasets_set():

@@ -134,6 +134,7 @@ def _load_tfds(config, splits):
     stored = tuple(info.features[image_key].shape)
     shape = _target_shape(config, stored, name)
     num_classes = info.features[label_key].num_classes if label_key else 0
+    check_labelled(dataclasses.replace(config, num_classes=num_classes))  # before downloading
     names = _tfds_split_names(tfds, name, config.test_fraction)
     loaded = {}
     for split in splits:
@@ -271,7 +272,7 @@ def _load_folder(config, splits):
 
 def _folder_shape(config, paths, folder):
     """The (H, W, C) the images of a folder become: each file is decoded once to see its own."""
-    shapes = _decoded(paths, lambda path: tf.shape(_decode_raw(path)))
+    shapes = list(_decoded(paths, lambda path: tf.shape(_decode_raw(path))))
     sizes = {tuple(s[:2]) for s in shapes}
     stored = {STORED_CHANNELS.get(int(s[2]), 3) for s in shapes}
     if config.image_size is None and len(sizes) > 1:
@@ -342,23 +343,23 @@ def convert_in_batches(images, shape):
 
 def decode_files(paths, shape):
     """uint8 [N, *shape] of image files, decoded in parallel; DataError names a bad file."""
-    return np.stack(_decoded(paths, lambda path: decode_file(path, shape[2], shape[:2])))
+    images = np.empty((len(paths), *shape), np.uint8)  # filled in place: no second copy
+    for index, image in enumerate(_decoded(paths, lambda p: decode_file(p, shape[2], shape[:2]))):
+        images[index] = image
+    return images
 
 
 def _decoded(paths, function):
-    """`function` of each file in order, run in a parallel tf.data map.
+    """Yields `function` of each file in order, run in a parallel tf.data map.
 
     Results come back in order, so when one fails the count so far names the file.
     """
-    results = iter(tf.data.Dataset.from_tensor_slices(list(paths))
-                   .map(function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                   .as_numpy_iterator())
-    out = []
-    while True:
+    results = (tf.data.Dataset.from_tensor_slices(list(paths))
+               .map(function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .as_numpy_iterator())
+    for index in range(len(paths)):
         try:
-            out.append(next(results))
-        except StopIteration:
-            return out
+            yield next(results)
         except tf.errors.OpError as error:
-            raise DataError(f"cannot read image {paths[len(out)]} ({first_line(error)[:120]}): "
+            raise DataError(f"cannot read image {paths[index]} ({first_line(error)[:120]}): "
                             "replace or remove the file") from None
