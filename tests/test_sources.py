@@ -269,3 +269,11 @@ def test_training_on_a_tinted_folder_saves_the_resolved_shape(tinted_folder, tmp
     assert os.path.getsize(tmp_path / "image_at_epoch_0001.png") > 0
     x, labels = data.load_test_set(rundir.load_config(str(tmp_path)))
     assert x.shape[1:] == (32, 32, 3) and labels.max() < 10
+
+
+def test_the_benchmark_writes_a_synthetic_unlabelled_colour_folder(tmp_path, digits):
+    folder = image_folders.write_synthetic(str(tmp_path / "synthetic"), digits[0], 12,
+                                           size=(40, 36), chunk=5)
+    config, loaded = sources.load(Config(dataset=folder, test_fraction=0.3))
+    assert config.image_shape == (40, 36, 3) and config.num_classes == 0
+    assert len(loaded["train"].labels) + len(loaded["test"].labels) == 12
