@@ -193,13 +193,18 @@ def test_tensorflow_datasets_image_sets_with_and_without_labels(monkeypatch):
 
 
 def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train():
-    def load(name, split):
-        if split == "test":
-            raise ValueError('Unknown split "test". Should be one of [\'train\'].')
-        return split
+    def load(name, split, with_info):  # what tfds.load says of a dataset with only "train"
+        raise ValueError(f'Unknown split "{split}". Should be one of [\'train\'].')
 
     names = sources._tfds_split_names(types.SimpleNamespace(load=load), "some_set", 0.1)
     assert names == {"train": "train[:90%]", "test": "train[90%:]"}
+
+
+def test_a_tensorflow_datasets_split_too_large_for_memory_is_refused():
+    huge = types.SimpleNamespace(num_examples=10**12)
+    with pytest.raises(data.DataError, match="pass --train-size N or a smaller --image-size"):
+        sources._check_fits_memory("celeb_a", "train", huge, None, (218, 178, 3))
+    sources._check_fits_memory("celeb_a", "train", huge, 1000, (218, 178, 3))  # 116 MB: fits
 
 
 def test_feature_choice_of_a_tensorflow_datasets_set():

@@ -138,7 +138,9 @@ def _load_tfds(config, splits):
     names = _tfds_split_names(tfds, name, config.test_fraction)
     loaded = {}
     for split in splits:
-        pairs = _tfds_load(tfds, name, names[split]).map(
+        dataset, split_info = _tfds_load(tfds, name, names[split])
+        _check_fits_memory(name, split, split_info, _sizes(config)[split], shape)
+        pairs = dataset.map(
             lambda ex: (convert(ex[image_key], shape[2], shape[:2]),
                         ex[label_key] if label_key else tf.constant(0, tf.int64)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -191,13 +193,28 @@ def _tfds_load(tfds, name, split):
     print(f"loading {name} {split} through tensorflow-datasets (downloaded once, then cached)",
           file=sys.stderr, flush=True)
     try:
-        return tfds.load(name, split=split)
+        dataset, info = tfds.load(name, split=split, with_info=True)
     except ValueError:
         raise
     except Exception as error:  # offline, disk full...: all mean the same to a user
         raise DataError(f"could not load {name} through tensorflow-datasets "
                         f"({first_line(error)[:200]}); check the connection or the name"
                         ) from None
+    try:
+        return dataset, info.splits[split]  # its size, once tfds has prepared the data
+    except (KeyError, ValueError):
+        return dataset, None
+
+
+def _check_fits_memory(name, split, split_info, size, shape):
+    """Refuses a tensorflow-datasets split whose decoded images would not fit in memory."""
+    count = min(split_info.num_examples, size or split_info.num_examples) if split_info else 0
+    needed = count * int(np.prod(shape))
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    if needed > available:
+        raise DataError(f"the {count} {split} images of {name} take {needed / 2**30:.1f} GiB "
+                        f"decoded, more than half this machine's memory: pass --train-size N "
+                        "or a smaller --image-size H W")
 
 
 # A folder: one subfolder per class, or flat and unlabelled.
