@@ -221,7 +221,7 @@ def train_error(argv, capsys):
     return cli_error(train.main, [*argv, "--model", "mlp", "--epochs", "1"], capsys)
 
 
-def test_bad_folders_end_with_one_line(tmp_path, digits, class_folder, capsys):
+def test_bad_folders_end_with_one_line(tmp_path, digits, class_folder, capsys, monkeypatch):
     err = train_error(["--dataset", str(tmp_path / "nowhere")], capsys)
     assert f"folder {tmp_path / 'nowhere'} does not exist" in err
     os.makedirs(tmp_path / "empty" / "cats")
@@ -233,6 +233,10 @@ def test_bad_folders_end_with_one_line(tmp_path, digits, class_folder, capsys):
     with open(bad, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n not really")
     err = train_error(["--dataset", broken], capsys)
+    assert f"cannot read image {bad}" in err
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1000)  # streamed: found before training
+    err = train_error(["--dataset", broken, "--image-size", "28", "28", "--channels", "1"],
+                      capsys)
     assert f"cannot read image {bad}" in err
     flat_folder(str(tmp_path), digits[0][:10], name="sizes/a")
     flat_folder(str(tmp_path), digits[0][10:20], size=(30, 30), name="sizes/b")

@@ -43,10 +43,6 @@ class ImageFiles:
     def __len__(self):
         return len(self.paths)
 
-    @property
-    def nbytes(self):
-        return len(self.paths) * int(np.prod(self.shape))
-
     def batches(self, index_batches):
         """Maps a dataset of index vectors [B] to uint8 image batches [B, H, W, C], in order."""
         paths = tf.constant(self.paths)
@@ -273,18 +269,26 @@ def _load_folder(config, splits):
                             f"{config.test_fraction}: add images or change --test-fraction")
         full = [os.path.join(folder, paths[i]) for i in chosen[split]]
         files[split] = _limit(Split(full, labels[chosen[split]]), _sizes(config)[split])
-    shape = config.image_shape if config.image_size and config.channels else \
-        _folder_shape(config, [p for split in files.values() for p in split.images], folder)
+    shape = config.image_shape if config.image_size and config.channels else None
+    if shape is None or _streams(files, shape):
+        # Decoding every file once finds the shape, and any unreadable file before training
+        # starts rather than in the middle of an epoch.
+        shape = _folder_shape(config, [p for split in files.values() for p in split.images],
+                              folder)
     loaded = {}
     for split, (split_paths, split_labels) in files.items():
-        streamed = ImageFiles(tuple(split_paths), shape)
-        if split == "test" or streamed.nbytes <= MAX_IN_MEMORY_BYTES:
-            images = decode_files(split_paths, shape)
+        if split == "train" and _streams(files, shape):
+            images = ImageFiles(tuple(split_paths), shape)
         else:
-            images = streamed
+            images = decode_files(split_paths, shape)
         loaded[split] = Split(images, split_labels)
     resolved = resolve(dataclasses.replace(config, dataset=folder), shape, len(classes))
     return resolved, loaded
+
+
+def _streams(files, shape):
+    """Whether the training split is too large for memory, and is read from its files."""
+    return "train" in files and len(files["train"].images) * np.prod(shape) > MAX_IN_MEMORY_BYTES
 
 
 def _folder_shape(config, paths, folder):
