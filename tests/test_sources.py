@@ -286,3 +286,19 @@ def test_the_benchmark_writes_a_synthetic_unlabelled_colour_folder(tmp_path, dig
     config, loaded = sources.load(Config(dataset=folder, test_fraction=0.3))
     assert config.image_shape == (40, 36, 3) and config.num_classes == 0
     assert len(loaded["train"].labels) + len(loaded["test"].labels) == 12
+
+
+def test_a_streamed_folder_trains_and_resumes_to_the_in_memory_weights(class_folder, tmp_path,
+                                                                       monkeypatch):
+    config = tiny_config(dataset=class_folder, train_size=None, test_size=None, batch_size=8,
+                         steps_per_call=2, epochs=2)
+    in_memory = train.train_and_evaluate(config, str(tmp_path / "memory"))
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1000)
+    train.train_and_evaluate(dataclasses.replace(config, epochs=1), str(tmp_path / "streamed"))
+    streamed = train.train_and_evaluate(config, str(tmp_path / "streamed"))  # resumes
+    assert streamed["step"] == in_memory["step"] > 0
+    assert streamed["test_elbo"] == in_memory["test_elbo"]
+    weights = [rundir.load_run(str(tmp_path / name)).model.weights
+               for name in ("memory", "streamed")]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
