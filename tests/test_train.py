@@ -49,7 +49,7 @@ def test_outputs_exist_and_are_valid(conv_run):
 def test_checkpoint_reproduces_the_logged_test_elbo(conv_run, mnist_dir):
     config, model, _, latest = rundir.load_run(conv_run)
     assert latest.endswith("-300")
-    test_x, test_labels = train.load_datasets(config)[1]
+    test_x, test_labels = train.load_datasets(config)[2]
     batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,
                                 noise_shape=(1, config.latent_dim))
     restored = steps.evaluate_elbo(steps.make_eval_function(model, config), batches)

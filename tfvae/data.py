@@ -1,4 +1,6 @@
-"""MNIST-like data: an IDX reader, tensorflow-datasets as fallback, and tf.data pipelines.
+"""MNIST-like data (an IDX reader, tensorflow-datasets as fallback) and the tf.data pipelines.
+
+Other sources (tensorflow-datasets image sets, folders of images) are in `tfvae.sources`.
 
 Every random draw of a training step (shuffle order, Bernoulli pixels, the reparameterization
 noise) is a stateless function of (seed, step). A step's batch is then the same whether the run
@@ -181,7 +183,9 @@ def binarize(intensities, method, seed=None):
 
 
 def _to_unit(images_uint8):
-    return tf.cast(images_uint8, tf.float32)[..., None] / 255.0  # [..., 28, 28, 1]
+    """uint8 [N, H, W, C] (or MNIST's [N, 28, 28]) -> float32 [N, H, W, C] in [0, 1]."""
+    x = tf.cast(images_uint8, tf.float32)
+    return (x if x.shape.rank == 4 else x[..., None]) / 255.0
 
 
 def count_steps_per_epoch(num_images, batch_size):
@@ -195,16 +199,19 @@ def count_steps_per_epoch(num_images, batch_size):
 def train_batches(images, labels, *, batch_size, seed, binarization, noise_shape, start_step=0):
     """An endless tf.data stream of training batches, from global step `start_step` on.
 
-    Each element is (x [B, 28, 28, 1] float32, labels [B] int32, eps [B, *noise_shape]). The
+    Each element is (x [B, H, W, C] float32, labels [B] int32, eps [B, *noise_shape]). The
     order is a fresh permutation each epoch; epochs drop their last incomplete batch.
 
     Args:
-      images: [N, 28, 28] uint8 array, held in memory; labels: [N] integer array.
+      images: uint8 array [N, H, W, C] (or [N, 28, 28]) held in memory, or an image set read
+        on demand (`sources.ImageFiles`: `len()` and `batches(index_batches)`), which gives the
+        same batches for the same seed and step.
+      labels: [N] integer array.
       noise_shape: shape of the reparameterization noise per image, (samples, latent_dim).
     """
     num_images = len(images)
     steps_per_epoch = count_steps_per_epoch(num_images, batch_size)
-    images = tf.constant(images)
+    pixel_batches = images.batches if hasattr(images, "batches") else _gatherer(images)
     labels = tf.constant(labels, dtype=tf.int32)
     base_seed = tf.constant([seed, 0], tf.int64)
 
@@ -214,10 +221,10 @@ def train_batches(images, labels, *, batch_size, seed, binarization, noise_shape
         return tf.data.Dataset.from_tensor_slices(
             tf.reshape(order[: steps_per_epoch * batch_size], [steps_per_epoch, batch_size]))
 
-    def make_batch(step, indices):
+    def make_batch(step, indices, pixels):
         pixel_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base_seed, -1 - step), num=2))
-        x = binarize(_to_unit(tf.gather(images, indices)), binarization, pixel_seed)
+        x = binarize(_to_unit(pixels), binarization, pixel_seed)
         eps = tf.random.stateless_normal([batch_size, *noise_shape], seed=noise_seed)
         return x, tf.gather(labels, indices), eps
 
@@ -225,15 +232,23 @@ def train_batches(images, labels, *, batch_size, seed, binarization, noise_shape
     orders = (tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_order)
               .skip(start_step - first_epoch * steps_per_epoch))
     steps = tf.data.Dataset.range(start_step, 2**62)
-    return (tf.data.Dataset.zip(steps, orders)
+    return (tf.data.Dataset.zip(steps, orders, pixel_batches(orders))
             .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
+def _gatherer(images):
+    """In-memory images: index batches [B] -> uint8 batches gathered from one tensor."""
+    images = tf.constant(images)
+    return lambda index_batches: index_batches.map(
+        lambda indices: tf.gather(images, indices), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+
+
 def test_set(images, labels, binarization):
-    """The test set as float arrays, binarized once with a fixed seed: (x [N,28,28,1], labels)."""
+    """The test set as float arrays, binarized once with a fixed seed: (x [N,H,W,C], labels)."""
     x = binarize(_to_unit(images), binarization, TEST_BINARIZATION_SEED)
-    return x.numpy(), labels.astype(np.int32)
+    return x.numpy(), np.asarray(labels).astype(np.int32)
 
 
 def usable_data_dir(override, stored):
@@ -245,9 +260,13 @@ def usable_data_dir(override, stored):
 
 
 def load_test_set(config):
-    """A Config's test set as training evaluates it: (x [N, 28, 28, 1] float32, labels [N])."""
-    images, labels = load_subset(config.dataset, "test", config.data_dir, config.test_size)
-    return test_set(images, labels, config.binarize)
+    """A Config's test set as training evaluates it: (x [N, H, W, C] float32, labels [N]).
+
+    Any source: MNIST-likes, tensorflow-datasets image sets, folders (`sources.load_test_set`).
+    """
+    from tfvae import sources  # sources reads MNIST-likes through this module
+
+    return sources.load_test_set(config)
 
 
 def eval_batches(x, labels, *, batch_size, noise_shape):

@@ -5,6 +5,7 @@ L_k of Burda et al. (2015), whose negative is the usual "test NLL" of VAE papers
 them to eval.json in the run directory.
 """
 
+import dataclasses
 import os
 import time
 
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, losses, rundir, steps
+from tfvae import data, losses, rundir, sources, steps
 from tfvae.config import ArgumentParser, check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 from tfvae.files import write_json
@@ -51,9 +52,8 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     config, model, step, checkpoint_path = rundir.load_run(run_dir)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
-    images, labels = data.load_subset(config.dataset, "test",
-                                      data.usable_data_dir(data_dir, config.data_dir), subset)
-    test_x, test_labels = data.test_set(images, labels, config.binarize)
+    test_x, test_labels = sources.load_test_set(dataclasses.replace(
+        config, data_dir=data.usable_data_dir(data_dir, config.data_dir), test_size=subset))
     num_images = len(test_x)
     iwae_step = steps.make_iwae_function(model, config, k, chunk)
     base_seed = tf.constant([seed, 0], tf.int64)

@@ -16,7 +16,7 @@ import sys
 
 import tensorflow as tf
 
-from tfvae.config import config_from_dict
+from tfvae.config import MNIST_LIKE, config_from_dict
 from tfvae.errors import TfvaeError, first_line
 from tfvae.files import TEMP_PREFIX, append_line, write_error, write_json, write_text
 
@@ -95,6 +95,7 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
 
 def check_same_run(run_dir, saved, config):
     """Raises TfvaeError unless `config` continues the run `saved` describes."""
+    saved, config = with_data_shape(saved), with_data_shape(config)
     differing = [k for k in dataclasses.asdict(config)
                  if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)]
     if differing:
@@ -106,6 +107,19 @@ def check_same_run(run_dir, saved, config):
         raise TfvaeError(f"{run_dir} anneals its learning rate over {saved.epochs} epochs "
                          f"(--lr-schedule cosine): resume with --epochs {saved.epochs}, or "
                          "pass --overwrite to start afresh")
+
+
+def with_data_shape(config):
+    """An MNIST-like config with `image_size`, `channels`, `num_classes` filled in.
+
+    Runs written before these keys existed saved them as null, which means 28x28x1 and 10
+    classes: such a run then compares equal to the same command today, which fills them in.
+    """
+    if config.dataset not in MNIST_LIKE:
+        return config
+    height, width, channels = config.image_shape
+    return dataclasses.replace(config, image_size=(height, width), channels=channels,
+                               num_classes=config.label_classes)
 
 
 def ensure_writable(directory, flag="--out"):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import checkpoints, data, figures, rundir, steps
+from tfvae import checkpoints, data, figures, rundir, sources, steps
 from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error, first_line
@@ -23,9 +23,13 @@ from tfvae.tensorboard import write_image_arrays
 
 
 def load_datasets(config):
-    """((train images, labels) as uint8, (test x, labels) binarized once) of a Config."""
-    train = data.load_subset(config.dataset, "train", config.data_dir, config.train_size)
-    return train, data.load_test_set(config)
+    """(config resolved from the data, (train images, labels), (test x, labels)) of a Config.
+
+    Train images are uint8 [N, H, W, C] or, for a folder too large for memory, a
+    `sources.ImageFiles`; the test set is binarized once (`data.test_set`).
+    """
+    config, loaded = sources.load(config)
+    return config, tuple(loaded["train"]), data.test_set(*loaded["test"], config.binarize)
 
 
 def make_optimizer(config, model, total_steps=None):
@@ -169,7 +173,7 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
     """
     strategy = set_up(config)
     chief = is_chief(strategy)
-    (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
+    config, (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
     steps_per_epoch = data.count_steps_per_epoch(len(train_images), config.batch_size)
     with rundir.locked(workdir) if chief else contextlib.nullcontext():
         if chief:
