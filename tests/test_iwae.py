@@ -164,9 +164,7 @@ def logistic_model():
     keras.utils.set_random_seed(8)
     config = Config(dataset="cifar10", image_size=(12, 16), channels=3, likelihood="logistic",
                     binarize="none", latent_dim=LATENT, conv_filters=(8, 16))
-    model = build_model(config)
-    model.log_scale.assign([-2.0, -2.5, -3.0])
-    return config, model
+    return config, build_model(config)
 
 
 def byte_images(num, shape=(12, 16, 3), seed=0):
@@ -174,13 +172,17 @@ def byte_images(num, shape=(12, 16, 3), seed=0):
     return tf.cast(values, tf.float32) / 255.0
 
 
-def test_logistic_log_likelihood_is_located_by_the_stretched_sigmoid(logistic_model):
+def test_logistic_log_likelihood_takes_a_location_and_scale_per_pixel(logistic_model):
     _, model = logistic_model
     x = byte_images(2)
     logits, _, _ = model(x)
-    location = losses.logistic_location(logits)
-    expected = losses.discretized_logistic_log_likelihood(x, location, model.log_scale)
+    assert logits.shape == (2, 12, 16, 6)  # a location and a log-scale per pixel and channel
+    location = losses.logistic_location(logits[..., :3])
+    log_scale = np.maximum(logits[..., 3:], losses.MIN_LOG_SCALE)
+    expected = losses.discretized_logistic_log_likelihood(x, location, log_scale)
     np.testing.assert_array_equal(steps.log_likelihood(model, x, logits), expected)
+    np.testing.assert_array_equal(losses.logistic_parameters(tf.fill([1, 2], -50.0))[1],
+                                  [[losses.MIN_LOG_SCALE]])
     # The location reaches past both ends, so 0 and 255 can take nearly all the mass ...
     margin = losses.LOGISTIC_MARGIN
     np.testing.assert_allclose(losses.logistic_location(tf.constant([-30.0, 0.0, 30.0])),

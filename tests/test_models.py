@@ -189,8 +189,13 @@ def test_vamp_prior_pseudo_inputs_have_the_image_shape(model_name):
     assert model.sample(seed=2).shape == (100, 16, 12, 3)
 
 
-def test_logistic_likelihood_learns_a_scale_per_channel():
-    config = Config(dataset="cifar10", image_size=(8, 8), channels=3, likelihood="logistic",
-                    binarize="none", conv_filters=(8,))
-    assert build_model(config).log_scale.shape == (3,)
+@pytest.mark.parametrize("model_name", ["conv", "mlp"])
+def test_logistic_decoder_gives_a_location_and_a_scale_per_pixel(model_name):
+    config = Config(model=model_name, dataset="cifar10", image_size=(8, 6), channels=3,
+                    likelihood="logistic", binarize="none", conv_filters=(8,),
+                    hidden_units=(16,))
+    model = build_model(config)
+    assert model.log_scale is None and model.decoder_channels == 6
+    assert model.decode(tf.zeros([2, config.latent_dim])).shape == (2, 8, 6, 6)
+    assert model.decode(tf.zeros([2, config.latent_dim]), apply_sigmoid=True).shape == (2, 8, 6, 3)
     assert build_model(Config(likelihood="gaussian", binarize="none")).log_scale.shape == ()

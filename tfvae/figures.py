@@ -260,7 +260,7 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
 def reconstruct(model, x, labels=None):
     """Reconstruction probabilities of images x [N, H, W, C], decoded from the posterior mean."""
     logits, _, _ = model(x, labels if model.conditional else None)
-    return tf.sigmoid(logits).numpy()
+    return model.intensities(logits).numpy()
 
 
 def write_reconstructions(model, path, x, labels):

@@ -14,10 +14,6 @@ from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 
-# Likelihoods with a learned scale: a scalar for the Gaussian (as saved runs have it), one per
-# channel for the discretized logistic.
-SCALED_LIKELIHOODS = ("gaussian", "logistic")
-
 
 class VAE(KerasFitMixin, keras.Model):
     """Shared encode / reparameterize / decode / sample for the concrete networks below.
@@ -57,9 +53,11 @@ class VAE(KerasFitMixin, keras.Model):
         # the posterior and the logits stay float32, so the loss is computed in float32.
         self._hidden_dtype = dtype_policy
         self.log_scale = None
-        if likelihood in SCALED_LIKELIHOODS:
-            shape = () if likelihood == "gaussian" else self.image_shape[-1:]
-            self.log_scale = self.add_weight(shape=shape, initializer="zeros", name="log_scale")
+        if likelihood == "gaussian":
+            self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+        # The discretized logistic's decoder gives each pixel and channel a location and a
+        # log-scale: twice the image's channels.
+        self.decoder_channels = self.image_shape[-1] * (2 if likelihood == "logistic" else 1)
 
     @property
     def conditional(self):
@@ -100,15 +98,17 @@ class VAE(KerasFitMixin, keras.Model):
         """Images in [0, 1] from decoder logits: what pictures show.
 
         sigmoid(logits), the mean of the Bernoulli and of the Gaussian; under the discretized
-        logistic its location clipped to [0, 1] (losses.logistic_location), which is nearly
+        logistic its location clipped to [0, 1] (losses.logistic_parameters), which is nearly
         its mean once the scale is small.
         """
         if self.likelihood == "logistic":
-            return tf.clip_by_value(losses.logistic_location(logits), 0.0, 1.0)
+            location, _ = losses.logistic_parameters(logits)
+            return tf.clip_by_value(location, 0.0, 1.0)
         return tf.sigmoid(logits)
 
     def decode(self, z, labels=None, apply_sigmoid=False):
-        """Decodes z [batch, latent_dim] to logits [batch, H, W, C], or images (`intensities`).
+        """Decodes z [batch, latent_dim] to logits [batch, H, W, decoder_channels], or images
+        [batch, H, W, C] (`intensities`).
 
         `labels` (conditional models): integer classes [batch], or float class weights
         [batch, num_classes] such as a blend of two one-hot vectors.
@@ -188,7 +188,8 @@ class MlpVAE(VAE):
       num_classes: 0 for an unconditional model; else the one-hot label is concatenated to
         the encoder's input and to z.
       likelihood: 'bernoulli'; 'gaussian' (adds a learned scale `log_scale`); or 'logistic',
-        the discretized logistic of 8-bit pixels (adds a learned scale per channel).
+        the discretized logistic of 8-bit pixels (the decoder gives a location and a scale
+        per pixel and channel).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
       prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
       image_shape: (height, width, channels) of the images; they are flattened.
@@ -214,8 +215,10 @@ class MlpVAE(VAE):
         self.decoder = keras.Sequential(
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
              for u in reversed(self.hidden_units)]
-            + [keras.layers.Dense(math.prod(self.image_shape), dtype="float32"),
-               keras.layers.Reshape(self.image_shape, dtype="float32")],
+            + [keras.layers.Dense(math.prod(self.image_shape[:2]) * self.decoder_channels,
+                                  dtype="float32"),
+               keras.layers.Reshape((*self.image_shape[:2], self.decoder_channels),
+                                    dtype="float32")],
             name="decoder")
 
     def get_config(self):
@@ -246,7 +249,8 @@ class ConvVAE(VAE):
       num_classes: 0 for an unconditional model; else the one-hot label enters the encoder as
         num_classes constant image channels and the decoder concatenated to z.
       likelihood: 'bernoulli'; 'gaussian' (adds a learned scale `log_scale`); or 'logistic',
-        the discretized logistic of 8-bit pixels (adds a learned scale per channel).
+        the discretized logistic of 8-bit pixels (the decoder gives a location and a scale
+        per pixel and channel).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
       prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
       image_shape: (height, width, channels) of the images.
@@ -283,8 +287,8 @@ class ConvVAE(VAE):
         decoder += [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
                                                  activation="relu", dtype=hidden)
                     for f in reversed(self.conv_filters)]
-        decoder.append(keras.layers.Conv2DTranspose(channels, 3, strides=1, padding="same",
-                                                    dtype="float32"))
+        decoder.append(keras.layers.Conv2DTranspose(self.decoder_channels, 3, strides=1,
+                                                    padding="same", dtype="float32"))
         extra_h, extra_w = h * 2**blocks - height, w * 2**blocks - width
         if extra_h or extra_w:  # centred: the upsampled map overhangs by < 2**blocks pixels
             decoder.append(keras.layers.Cropping2D(

@@ -14,8 +14,7 @@ def log_likelihood(model, x, logits):
     if model.likelihood == "gaussian":
         return losses.gaussian_log_likelihood(x, logits, model.log_scale)
     if model.likelihood == "logistic":
-        return losses.discretized_logistic_log_likelihood(x, losses.logistic_location(logits),
-                                                          model.log_scale)
+        return losses.discretized_logistic_log_likelihood(x, *losses.logistic_parameters(logits))
     return losses.bernoulli_log_likelihood(x, logits)
 
 
