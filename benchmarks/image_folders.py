@@ -4,7 +4,7 @@
     python -m benchmarks.image_folders --synthetic 100000 --size 64 64 runs/synthetic
 
 --tinted: 32x32 RGB PNGs in one subfolder per digit, each digit resized and tinted with a
-seeded random colour on a random dark background. --synthetic N: N unlabelled RGB PNGs of
+seeded random hue on black. --synthetic N: N unlabelled RGB PNGs of
 --size H W, tiles of tinted digits scaled up (cheap to make, not compressible to nothing).
 """
 
@@ -18,13 +18,16 @@ from tfvae import data
 
 
 def tint(digits, rng):
-    """uint8 [N, h, w] grey digits -> uint8 [N, h, w, 3]: a random bright foreground colour on
-    a random dark background, blended by the digit's intensity."""
-    count = len(digits)
-    foreground = rng.integers(96, 256, (count, 1, 1, 3))
-    background = rng.integers(0, 64, (count, 1, 1, 3))
-    alpha = digits[..., None].astype(np.float32) / 255.0
-    return np.rint(alpha * foreground + (1 - alpha) * background).astype(np.uint8)
+    """uint8 [N, h, w] grey digits -> uint8 [N, h, w, 3]: each digit in a random fully
+    saturated hue on black, its intensity scaling the colour.
+
+    One random number of colour per image: a small latent space can hold it beside the
+    digit's shape, so a 2-D model's pictures show colour as well as shape.
+    """
+    hues = rng.uniform(0.0, 1.0, len(digits))
+    hsv = np.stack([hues, np.ones_like(hues), np.ones_like(hues)], -1)
+    colours = tf.image.hsv_to_rgb(hsv.astype(np.float32)).numpy()[:, None, None, :]  # [N,1,1,3]
+    return np.rint(digits[..., None] * colours).astype(np.uint8)
 
 
 def resize(images, size):
