@@ -29,7 +29,7 @@ def to_argv(config):
     argv = []
     for field in dataclasses.fields(Config):
         value = getattr(config, field.name)
-        if value == field.default:
+        if value == field.default or not field.metadata["flag"]:
             continue
         flag = "--" + field.name.replace("_", "-")
         if isinstance(value, bool):

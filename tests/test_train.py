@@ -9,6 +9,7 @@ import pytest
 from helpers import tiny_config, to_argv
 
 from tfvae import data, rundir, steps, train
+from tfvae.config import Config
 
 SMALL = tiny_config(model="conv", train_size=6400, test_size=1000, epochs=3, steps_per_call=25,
                     seed=1)
@@ -19,6 +20,18 @@ def conv_run(tmp_path_factory, mnist_dir):
     workdir = str(tmp_path_factory.mktemp("conv-run"))
     train.main(["--data-dir", mnist_dir, "--out", workdir, *to_argv(SMALL)])
     return workdir
+
+
+def test_the_default_mnist_run_is_unchanged_by_images_of_any_shape(tmp_path, mnist_dir):
+    # The numbers of tfvae 1e64b92, before models took any image shape and data any source:
+    # the default conv model, dynamic binarization, seed 0, 8 steps of 64 images.
+    config = Config(train_size=256, test_size=100, batch_size=64, epochs=2, steps_per_call=4,
+                    eval_batch_size=100, seed=0, data_dir=mnist_dir)
+    record = train.train_and_evaluate(config, str(tmp_path), progress=False)
+    np.testing.assert_allclose([record["test_elbo"], record["train_elbo"]],
+                               [-501.3553771972656, -521.3882446289062], rtol=1e-6)
+    saved = rundir.load_config(str(tmp_path))
+    assert (saved.image_size, saved.channels, saved.num_classes) == ((28, 28), 1, 10)
 
 
 def test_test_elbo_improves(conv_run):
