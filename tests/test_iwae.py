@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfvae import losses, steps
 from tfvae.config import Config
-from tfvae.models import MlpVAE
+from tfvae.models import MlpVAE, build_model
 
 LATENT = 3
 
@@ -156,3 +156,67 @@ def test_compiled_iwae_function_is_finite_and_at_least_the_elbo(tiny_model):
     assert np.all(kl >= 0) and iwae.mean() > elbo.mean()
     again = iwae_step(binary_images(6), tf.zeros([6], tf.int32), tf.constant([1, 2], tf.int64))
     np.testing.assert_array_equal(again, rows)  # the noise is a function of the seed alone
+
+
+@pytest.fixture(scope="module")
+def logistic_model():
+    """A conv model of 8-bit colour images under the discretized logistic likelihood."""
+    keras.utils.set_random_seed(8)
+    config = Config(dataset="cifar10", image_size=(12, 16), channels=3, likelihood="logistic",
+                    binarize="none", latent_dim=LATENT, conv_filters=(8, 16))
+    model = build_model(config)
+    model.log_scale.assign([-2.0, -2.5, -3.0])
+    return config, model
+
+
+def byte_images(num, shape=(12, 16, 3), seed=0):
+    values = tf.random.stateless_uniform([num, *shape], seed=[seed, 2], maxval=256, dtype=tf.int32)
+    return tf.cast(values, tf.float32) / 255.0
+
+
+def test_logistic_log_likelihood_is_located_by_the_stretched_sigmoid(logistic_model):
+    _, model = logistic_model
+    x = byte_images(2)
+    logits, _, _ = model(x)
+    location = losses.logistic_location(logits)
+    expected = losses.discretized_logistic_log_likelihood(x, location, model.log_scale)
+    np.testing.assert_array_equal(steps.log_likelihood(model, x, logits), expected)
+    # The location reaches past both ends, so 0 and 255 can take nearly all the mass ...
+    margin = losses.LOGISTIC_MARGIN
+    np.testing.assert_allclose(losses.logistic_location(tf.constant([-30.0, 0.0, 30.0])),
+                               [-margin, 0.5, 1 + margin], atol=1e-6)
+    # ... and pictures show it clipped to [0, 1].
+    np.testing.assert_array_equal(model.intensities(logits),
+                                  tf.clip_by_value(location, 0.0, 1.0))
+
+
+def test_logistic_l1_is_the_elbo_and_lk_grows_with_k(logistic_model):
+    _, model = logistic_model
+    x, labels = byte_images(6, seed=1), tf.zeros([6], tf.int32)
+    eps = tf.random.stateless_normal([6, 400, LATENT], seed=[12, 13])
+    elbo = steps.per_example_terms(model, x, labels, eps[:, :1], kl="mc")["elbo"]
+    l1 = steps.iwae_terms(model, x, labels, slicing_draw(eps), k=1, chunk=1)["iwae"]
+    np.testing.assert_allclose(l1, elbo, rtol=1e-5)
+    mean, logvar = model.encode(x, labels)
+    log_weights, _ = steps.importance_weights(model, x, labels, mean, logvar, eps)
+    assert np.isfinite(log_weights).all()
+    # The same 400 draws as 400 groups of 1 and 20 groups of 20: L_20 >= L_1 in expectation.
+    groups = {k: losses.iwae_bound(tf.reshape(log_weights, [6, 400 // k, k])).numpy()
+              for k in (1, 20)}
+    noise = np.hypot(*(np.sqrt((g.var(axis=1, ddof=1) / g.shape[1]).sum()) / 6
+                       for g in groups.values()))
+    assert groups[20].mean() - groups[1].mean() > 3 * noise
+
+
+def test_compiled_iwae_function_under_the_logistic_likelihood(logistic_model):
+    config, model = logistic_model
+    iwae_step = steps.make_iwae_function(model, config, k=40, chunk=16)
+    rows = np.asarray(iwae_step(byte_images(5, seed=2), tf.zeros([5], tf.int32),
+                                tf.constant([3, 4], tf.int64)))
+    assert rows.shape == (5, 4) and np.isfinite(rows).all()
+    iwae, elbo, reconstruction, kl = rows.T
+    np.testing.assert_allclose(elbo, reconstruction - kl, rtol=1e-5)
+    assert iwae.mean() > elbo.mean()
+    # Random bytes are far from anything learned: a real negative log-likelihood, in bits/dim
+    # a few (a uniform distribution over 256 values is 8).
+    assert 1 < losses.bits_per_dim(-iwae.mean(), (12, 16, 3)) < 20

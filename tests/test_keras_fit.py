@@ -229,10 +229,11 @@ def test_cli_tensorboard_logs_carry_the_pictures(tmp_path, mnist_dir):
 
 @pytest.mark.parametrize("call, message", [
     (lambda vae, x, y: vae.fit(np.zeros([8, 32, 32], np.uint8), epochs=1),
-     "images must be shaped [N, 28, 28] or [N, 28, 28, 1]"),
+     "images must be shaped [N, 28, 28, 1] or [N, 28, 28] for this model"),
     (lambda vae, x, y: vae.evaluate(x.astype(np.float32)), "float images must be intensities"),
     (lambda vae, x, y: vae.compile(loss="mse"), "compile() takes no loss"),
-    (lambda vae, x, y: vae.compile(binarize="none"), "build the model with likelihood='gaussian'"),
+    (lambda vae, x, y: vae.compile(binarize="none"),
+     "build the model with likelihood='logistic' or 'gaussian'"),
     (lambda vae, x, y: vae.compile(binarize="sometimes"), "binarize must be one of"),
 ])
 def test_bad_input_is_one_line(call, message, mnist):
@@ -242,6 +243,47 @@ def test_bad_input_is_one_line(call, message, mnist):
     with pytest.raises(TfvaeError) as error:
         call(vae, x[:64], y[:64])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def colour_bytes(num, seed=0, shape=(12, 20, 3)):
+    """Smooth random 8-bit colour images: a gradient per image, so there is something to learn."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, shape[1])[None, None, :, None]
+    level = rng.uniform(0.2, 0.8, size=(num, 1, 1, shape[2]))
+    noise = rng.normal(0, 0.03, size=(num, *shape))
+    return np.clip(255 * (level * ramp + noise), 0, 255).round().astype(np.uint8)
+
+
+def test_logistic_conv_model_fits_colour_images_of_its_own_shape():
+    x, x_test = colour_bytes(256), colour_bytes(64, seed=1)
+    keras.utils.set_random_seed(0)
+    vae = ConvVAE(latent_dim=4, image_shape=(12, 20, 3), conv_filters=(8, 16),
+                  likelihood="logistic")
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3), binarize="none")
+    history = vae.fit(x, epochs=3, batch_size=32, validation_data=(x_test,), verbose=0)
+    assert history.history["elbo"][-1] > history.history["elbo"][0]  # it learns
+    # evaluate() scores the intensities with the fixed evaluation noise, as the CLI does.
+    config = Config(dataset="cifar10", image_size=(12, 20), channels=3, likelihood="logistic",
+                    binarize="none", latent_dim=4, conv_filters=(8, 16))
+    batches = data.eval_batches(keras_fit.to_unit_images(x_test).numpy(), np.zeros(64, np.int32),
+                                batch_size=32, noise_shape=(1, 4))
+    expected = steps.evaluate_elbo(steps.make_eval_function(vae, config), batches)
+    assert_same_terms(vae.evaluate(x_test, batch_size=32, return_dict=True, verbose=0), expected)
+    assert_same_terms({k: v[-1] for k, v in history.history.items()}, expected, prefix="val_")
+    assert vae.predict(x_test[:3], verbose=0).shape == (3, 12, 20, 3)
+    with pytest.raises(TfvaeError, match=r"shaped \[N, 12, 20, 3\] for this model"):
+        vae.fit(x[..., 0], epochs=1)  # grey images for a colour model
+    with pytest.raises(TfvaeError, match="compile with binarize='none'"):
+        vae.compile(binarize="dynamic")
+
+
+def test_grey_images_of_any_size_come_with_or_without_their_channel_axis():
+    x = colour_bytes(64, shape=(10, 14, 1))
+    vae = small_mlp(image_shape=(10, 14, 1))
+    vae.compile(jit_compile=False)
+    three, four = (vae.evaluate(form, return_dict=True, verbose=0) for form in (x[..., 0], x))
+    assert three == pytest.approx(four, rel=1e-6) and np.isfinite(three["elbo"])
+    assert vae.predict(x[:2, :, :, 0], verbose=0).shape == (2, 10, 14, 1)
 
 
 def test_conditional_model_without_labels_is_one_line(mnist):

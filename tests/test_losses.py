@@ -132,3 +132,101 @@ def test_kl_warmup_ramps_linearly_to_one_then_stays():
     np.testing.assert_allclose(losses.kl_warmup_weight(step, 4),
                                [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])
     np.testing.assert_allclose(losses.kl_warmup_weight(step, 0), np.ones(7))
+
+
+VALUES = np.arange(256) / 255.0  # the 8-bit values as the data scales them
+
+
+def logistic_log_probabilities(mean, log_scale, dtype=np.float32):
+    """log P of each of the 256 values, [256], from losses.discretized_logistic_log_likelihood."""
+    x = VALUES.astype(dtype).reshape(256, 1, 1, 1)
+    return losses.discretized_logistic_log_likelihood(
+        tf.constant(x), tf.fill([256, 1, 1, 1], tf.cast(mean, dtype)),
+        tf.constant([log_scale], dtype)).numpy()
+
+
+@pytest.mark.parametrize("mean", [0.0, 0.37, 1.0, -2.0, 3.0])
+@pytest.mark.parametrize("log_scale", [-30.0, -8.0, -3.0, 0.0, 4.0, 90.0])
+def test_discretized_logistic_sums_to_one_over_the_256_values(mean, log_scale):
+    log_p = logistic_log_probabilities(mean, log_scale)
+    assert np.isfinite(log_p).all() and np.all(log_p <= 1e-6)
+    assert float(tf.reduce_logsumexp(log_p)) == pytest.approx(0.0, abs=1e-5)
+
+
+def logistic_cdf(t):
+    return np.exp(-np.logaddexp(0.0, -t))  # 1 / (1 + e^-t), exact far in either tail
+
+
+@pytest.mark.parametrize("mean, scale", [(0.37, 0.1), (0.5, 0.02), (0.9, 0.004), (0.01, 0.05)])
+def test_discretized_logistic_is_the_density_integrated_over_each_bin(mean, scale):
+    # Trapezoid sums of the logistic density, 2001 points per bin; the edge values take the
+    # tails, integrated from / to 40 scales away (beyond, the mass is below e^-40), with
+    # 100 times as many points for their longer intervals.
+    half = 0.5 / 255
+
+    def integral(low, high, points):
+        t = np.linspace(low, high, points)
+        u = np.abs(t - mean) / scale
+        density = np.exp(-u) / (scale * (1 + np.exp(-u)) ** 2)
+        return np.sum((density[1:] + density[:-1]) / 2 * np.diff(t))
+
+    brute_force = np.array([integral(v - half, v + half, 2001) for v in VALUES[1:-1]])
+    brute_force = np.concatenate([
+        [integral(min(mean, 0.0) - 40 * scale, half, 200_001)], brute_force,
+        [integral(1 - half, max(mean, 1.0) + 40 * scale, 200_001)]])
+    probabilities = np.exp(logistic_log_probabilities(mean, np.log(scale), np.float64))
+    np.testing.assert_allclose(probabilities, brute_force, rtol=1e-5, atol=1e-12)
+    assert brute_force.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("mean, log_scale", [(0.2, -3.0), (0.0, -6.0), (1.0, -6.0),
+                                             (0.5, 2.0), (-1.0, -1.0)])
+def test_the_edge_values_take_the_whole_tails(mean, log_scale):
+    scale = np.exp(log_scale)
+    log_p = logistic_log_probabilities(mean, log_scale, np.float64)
+    np.testing.assert_allclose(np.exp(log_p[0]), logistic_cdf((0.5 / 255 - mean) / scale),
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.exp(log_p[255]),  # 1 - F(t) = F(-t), the logistic's symmetry
+                               logistic_cdf(-(1 - 0.5 / 255 - mean) / scale), rtol=1e-6)
+    upper, lower = ((VALUES[1:-1] + side / 255 - mean) / scale for side in (0.5, -0.5))
+    # F(a) - F(b), or above the mean F(-b) - F(-a): the smaller values, which don't cancel.
+    middle = np.where(VALUES[1:-1] > mean, logistic_cdf(-lower) - logistic_cdf(-upper),
+                      logistic_cdf(upper) - logistic_cdf(lower))
+    np.testing.assert_allclose(np.exp(log_p[1:-1]), middle, rtol=1e-6, atol=1e-300)
+
+
+def test_discretized_logistic_and_its_gradients_stay_finite_for_extreme_scales():
+    x = tf.constant(VALUES.reshape(1, 16, 16, 1), tf.float32)
+    mean = tf.Variable(tf.fill([1, 16, 16, 1], 0.5))
+    for value in (-40.0, -10.0, 10.0, 100.0):
+        log_scale = tf.Variable([value])
+        with tf.GradientTape() as tape:
+            log_p = losses.discretized_logistic_log_likelihood(x, mean, log_scale)
+        grads = tape.gradient(log_p, [mean, log_scale])
+        assert np.isfinite(log_p.numpy()).all(), value
+        assert all(np.isfinite(g.numpy()).all() for g in grads), value
+    # A sharp logistic at a pixel's own value gives it probability ~1: log P ~ 0.
+    sharp = losses.discretized_logistic_log_likelihood(x, x, tf.constant([-20.0]))
+    assert float(sharp[0]) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_discretized_logistic_sums_over_pixels_and_channels_and_broadcasts_samples():
+    rng = np.random.default_rng(3)
+    x = (rng.integers(0, 256, size=(2, 1, 5, 4, 3)) / 255).astype(np.float32)  # [B, 1, H, W, C]
+    mean = rng.uniform(size=(2, 6, 5, 4, 3)).astype(np.float32)  # 6 samples each
+    log_scale = np.float32([-3.0, -2.0, -4.0])  # one per channel
+    log_p = losses.discretized_logistic_log_likelihood(x, mean, log_scale)
+    assert log_p.shape == (2, 6)
+    one = losses.discretized_logistic_log_likelihood(x[1, :, 2:3, 1:2, 2:3], mean[1, 4:5, 2:3,
+                                                     1:2, 2:3], log_scale[2:])
+    value, scale = x[1, 0, 2, 1, 2], np.exp(-4.0)
+    cdf = logistic_cdf((np.float64(value) + np.array([0.5, -0.5]) / 255 - mean[1, 4, 2, 1, 2])
+                       / scale)
+    np.testing.assert_allclose(np.exp(one), [cdf[0] - cdf[1]], rtol=1e-4)
+
+
+def test_bits_per_dim_by_hand():
+    # 80 nats on a 28x28 grey image: 80 / (784 * 0.693147...) = 80 / 543.427 = 0.147214 bits.
+    assert losses.bits_per_dim(80.0, (28, 28, 1)) == pytest.approx(0.147214, abs=1e-6)
+    # 3 bits per dimension of a 32x32 colour image is 3 * 3072 * ln 2 = 6388.044 nats.
+    assert losses.bits_per_dim(6388.044, (32, 32, 3)) == pytest.approx(3.0, abs=1e-6)

@@ -1,6 +1,7 @@
-"""Model shapes, conditional sampling, and saving."""
+"""Model shapes for any image shape, the tutorial's network, conditional sampling, saving."""
 
 import dataclasses
+import math
 
 import keras
 import numpy as np
@@ -8,7 +9,30 @@ import pytest
 import tensorflow as tf
 
 from tfvae.config import Config
+from tfvae.errors import TfvaeError
 from tfvae.models import ConvVAE, MlpVAE, build_model
+
+# TensorFlow's CVAE tutorial for latent_dim 2, layer by layer: (type, filters or units,
+# kernel size, strides, padding, output shape, weight shapes).
+TUTORIAL = [
+    ("Conv2D", 32, (3, 3), (2, 2), "valid", (13, 13, 32), [(3, 3, 1, 32), (32,)]),
+    ("Conv2D", 64, (3, 3), (2, 2), "valid", (6, 6, 64), [(3, 3, 32, 64), (64,)]),
+    ("Flatten", None, None, None, None, (2304,), []),
+    ("Dense", 4, None, None, None, (4,), [(2304, 4), (4,)]),
+    ("Dense", 1568, None, None, None, (1568,), [(2, 1568), (1568,)]),
+    ("Reshape", None, None, None, None, (7, 7, 32), []),
+    ("Conv2DTranspose", 64, (3, 3), (2, 2), "same", (14, 14, 64), [(3, 3, 64, 32), (64,)]),
+    ("Conv2DTranspose", 32, (3, 3), (2, 2), "same", (28, 28, 32), [(3, 3, 32, 64), (32,)]),
+    ("Conv2DTranspose", 1, (3, 3), (1, 1), "same", (28, 28, 1), [(3, 3, 1, 32), (1,)]),
+]
+
+
+def describe(layer):
+    """A layer as a TUTORIAL row."""
+    return (type(layer).__name__, getattr(layer, "filters", getattr(layer, "units", None)),
+            getattr(layer, "kernel_size", None), getattr(layer, "strides", None),
+            getattr(layer, "padding", None), tuple(layer.output.shape[1:]),
+            [tuple(w.shape) for w in layer.weights])
 
 
 @pytest.mark.parametrize("model", [ConvVAE(latent_dim=3), MlpVAE(latent_dim=3,
@@ -24,6 +48,15 @@ def test_shapes(model):
     images = model.sample(z)
     assert float(tf.reduce_min(images)) >= 0 and float(tf.reduce_max(images)) <= 1
     assert model.sample().shape == (100, 28, 28, 1)
+
+
+def test_default_conv_model_is_the_tutorials_layer_by_layer():
+    model = build_model(Config(model="conv", latent_dim=2))
+    assert model.image_shape == (28, 28, 1)
+    assert [describe(layer) for layer in model.encoder.layers + model.decoder.layers] == TUTORIAL
+    # In this order: tf.train.Checkpoint and .weights.h5 files (tests/fixtures/run_0.1.0)
+    # see the variables so.
+    assert [tuple(w.shape) for w in model.weights] == [s for row in TUTORIAL for s in row[-1]]
 
 
 def test_tutorial_architecture():
@@ -45,7 +78,7 @@ def test_mlp_is_784_400_20_by_default():
 
 @pytest.mark.parametrize("model_name", ["conv", "mlp"])
 def test_conditional_sample_depends_on_the_label(model_name):
-    model = build_model(Config(model=model_name, latent_dim=2, conditional=True), num_classes=10)
+    model = build_model(Config(model=model_name, latent_dim=2, conditional=True))
     z = tf.zeros([3, 2])
     threes = model.sample(z, labels=[3, 3, 3])
     sevens = model.sample(z, labels=[7, 7, 7])
@@ -59,10 +92,13 @@ def test_conditional_sample_depends_on_the_label(model_name):
     Config(model="conv", latent_dim=2),
     Config(model="mlp", latent_dim=4, hidden_units=(64, 32), conditional=True),
     Config(model="mlp", latent_dim=3, likelihood="gaussian", binarize="none"),
+    Config(model="conv", latent_dim=3, likelihood="logistic", binarize="none",
+           dataset="cifar10", image_size=(16, 20), channels=3, num_classes=4,
+           conditional=True, conv_filters=(8, 16, 16)),
 ])
 def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, config):
-    model = build_model(config, num_classes=10)
-    x = tf.random.uniform([4, 28, 28, 1], seed=1)
+    model = build_model(config)
+    x = tf.random.uniform([4, *config.image_shape], seed=1)
     labels = tf.constant([0, 1, 2, 9]) if config.conditional else None
     path = str(tmp_path / "vae.keras")
     model.save(path)
@@ -70,8 +106,9 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, config):
     assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
     for a, b in zip(model(x, labels), loaded(x, labels)):
         np.testing.assert_array_equal(a, b)
-    if config.likelihood == "gaussian":
-        assert loaded.log_scale is not None
+    if config.likelihood != "bernoulli":
+        np.testing.assert_array_equal(loaded.log_scale, model.log_scale)
+    assert loaded.image_shape == config.image_shape
 
 
 def test_config_round_trip_rebuilds_the_same_architecture():
@@ -80,3 +117,80 @@ def test_config_round_trip_rebuilds_the_same_architecture():
     clone = type(model).from_config(model.get_config())
     clone.build((None, 28, 28, 1))
     assert clone.count_params() == model.count_params()
+
+
+def test_a_saved_config_without_an_image_shape_is_mnists():
+    """Models saved before image_shape existed reload as 28x28x1."""
+    for model in (MlpVAE(latent_dim=2, hidden_units=(8,)), ConvVAE(latent_dim=2)):
+        config = model.get_config()
+        del config["image_shape"]
+        assert type(model).from_config(config).image_shape == (28, 28, 1)
+
+
+SHAPES = [(28, 28, 1), (30, 30, 1), (64, 48, 3), (32, 32, 3), (7, 9, 3)]
+
+
+@pytest.mark.parametrize("image_shape", SHAPES)
+@pytest.mark.parametrize("conv_filters", [(8,), (8, 16), (4, 8, 8)])
+def test_conv_output_has_the_input_shape(image_shape, conv_filters):
+    if image_shape == (7, 9, 3) and len(conv_filters) == 3:  # 7 -> 3 -> 1 -> nothing
+        with pytest.raises(TfvaeError, match="do not fit 7x9 images"):
+            ConvVAE(latent_dim=3, image_shape=image_shape, conv_filters=conv_filters)
+        return
+    model = ConvVAE(latent_dim=3, image_shape=image_shape, conv_filters=conv_filters)
+    x = tf.random.uniform([2, *image_shape], seed=3)
+    logits, mean, logvar = model(x)
+    assert logits.shape == (2, *image_shape) and mean.shape == logvar.shape == (2, 3)
+    assert model.sample(seed=1).shape == (100, *image_shape)
+    # The decoder grows the ceilings of H / 2**n and W / 2**n back, then crops the overhang.
+    blocks = len(conv_filters)
+    assert model.decoder.layers[1].output.shape[1:3] == tuple(
+        math.ceil(side / 2**blocks) for side in image_shape[:2])
+
+
+def test_mlp_flattens_colour_images():
+    model = build_model(Config(model="mlp", latent_dim=4, hidden_units=(32,), dataset="cifar10",
+                               image_size=(32, 32), channels=3))
+    assert model.encoder.layers[0].kernel.shape == (32 * 32 * 3, 32)
+    logits, _, _ = model(tf.random.uniform([3, 32, 32, 3], seed=4))
+    assert logits.shape == (3, 32, 32, 3)
+
+
+def test_conditional_conv_model_on_non_square_colour_images():
+    config = Config(dataset="/data/pets", image_size=(24, 40), channels=3, num_classes=5,
+                    conditional=True, latent_dim=2, conv_filters=(8, 16))
+    model = build_model(config)
+    z = tf.zeros([2, 2])
+    cats, dogs = model.sample(z, labels=[0, 0]), model.sample(z, labels=[4, 4])
+    assert cats.shape == (2, 24, 40, 3) and not np.allclose(cats, dogs)
+    mean, _ = model.encode(tf.random.uniform([2, 24, 40, 3], seed=5), labels=[1, 3])
+    assert mean.shape == (2, 2)
+    # The encoder sees the 3 colour channels and 5 label planes.
+    assert model.encoder.layers[0].kernel.shape == (3, 3, 3 + 5, 8)
+
+
+def test_conditional_model_of_unlabelled_images_is_refused_in_one_line():
+    config = Config(dataset="/data/photos", image_size=(16, 16), channels=3, num_classes=0,
+                    conditional=True)
+    with pytest.raises(TfvaeError, match="has no labels"):
+        build_model(config)
+
+
+@pytest.mark.parametrize("model_name", ["conv", "mlp"])
+def test_vamp_prior_pseudo_inputs_have_the_image_shape(model_name):
+    config = Config(model=model_name, dataset="cifar10", image_size=(16, 12), channels=3,
+                    prior_components=5, kl="mc", latent_dim=3, conv_filters=(8, 16),
+                    hidden_units=(16,))
+    model = build_model(config)
+    assert model.pseudo_inputs.shape == (5, 16, 12, 3)
+    means, logvars = model.prior_components_params()
+    assert means.shape == logvars.shape == (5, 3)
+    assert model.sample_prior(7, [1, 2]).shape == (7, 3)
+    assert model.sample(seed=2).shape == (100, 16, 12, 3)
+
+
+def test_logistic_likelihood_learns_a_scale_per_channel():
+    config = Config(dataset="cifar10", image_size=(8, 8), channels=3, likelihood="logistic",
+                    binarize="none", conv_filters=(8,))
+    assert build_model(config).log_scale.shape == (3,)
+    assert build_model(Config(likelihood="gaussian", binarize="none")).log_scale.shape == ()

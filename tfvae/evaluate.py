@@ -6,7 +6,6 @@ them to eval.json in the run directory.
 """
 
 import dataclasses
-import math
 import os
 import time
 
@@ -14,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, rundir, sources, steps
+from tfvae import data, losses, rundir, sources, steps
 from tfvae.config import ArgumentParser, check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 from tfvae.files import write_json
@@ -79,7 +78,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     result = dict(zip(steps.IWAE_METRIC_NAMES, (totals / num_images).tolist()))
     result.update({
         "nll": -result["iwae"],
-        "nll_bits_per_dim": -result["iwae"] / (test_x[0].size * math.log(2.0)),
+        "nll_bits_per_dim": losses.bits_per_dim(-result["iwae"], config.image_shape),
         "k": k, "images": num_images, "dataset": config.dataset, "seed": seed,
         "batch_size": batch_size, "chunk": chunk, "checkpoint": os.path.basename(checkpoint_path),
         "step": step, "seconds": seconds, "images_per_second": num_images / seconds,

@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data, steps
-from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -18,27 +17,33 @@ TRACKED = ("loss", *steps.METRIC_NAMES)  # history keys, and val_ forms of them
 STEPS_PER_EXECUTION = 50  # as Config.steps_per_call: see compile
 
 
-def check_image_shape(shape):
-    """Raises TfvaeError unless `shape` is [N, 28, 28] or [N, 28, 28, 1] (N may be unknown)."""
-    dims = tuple(shape)[1:]
-    if dims not in (MNIST_SHAPE[:2], MNIST_SHAPE):
-        raise TfvaeError(f"images must be shaped [N, 28, 28] or [N, 28, 28, 1] (as "
-                         f"keras.datasets.mnist gives them), not {list(shape)}")
+def check_image_shape(shape, image_shape):
+    """Raises TfvaeError unless `shape` is [N, H, W, C] of `image_shape` (N may be unknown).
+
+    Grey images may also come as [N, H, W], as keras.datasets.mnist gives them.
+    """
+    dims, (height, width, channels) = tuple(shape)[1:], image_shape
+    allowed = [(height, width, channels)] + ([(height, width)] if channels == 1 else [])
+    if dims not in allowed:
+        forms = " or ".join(str([None, *form]).replace("None", "N") for form in allowed)
+        raise TfvaeError(f"images must be shaped {forms} for this model, not {list(shape)}")
 
 
-def to_unit_images(x):
-    """Images as float32 [B, 28, 28, 1] intensities in [0, 1].
+def to_unit_images(x, image_shape=None):
+    """Images as float32 [B, H, W, C] intensities in [0, 1].
 
     Args:
-      x: uint8 (or other integer) images in 0..255, or floats in [0, 1], shaped [B, 28, 28]
-        or [B, 28, 28, 1].
+      x: uint8 (or other integer) images in 0..255, or floats in [0, 1], shaped [B, H, W, C],
+        or [B, H, W] for grey images.
+      image_shape: (H, W, C) the images must have (checked when given).
     """
     x = tf.convert_to_tensor(x)
-    check_image_shape(x.shape)
+    if image_shape is not None:
+        check_image_shape(x.shape, image_shape)
     if x.shape.rank == 3:
         x = x[..., None]
     if x.dtype.is_integer:
-        return tf.cast(x, tf.float32) / 255.0  # as data.test_set scales the IDX bytes
+        return tf.cast(x, tf.float32) / 255.0  # as data.test_set scales the stored bytes
     return tf.cast(x, tf.float32)
 
 
@@ -58,7 +63,7 @@ def step_seeds(seed, step, replica=0):
     return pixel_seed, noise_seed
 
 
-def eval_dataset(x, y, *, batch_size, binarize, latent_dim):
+def eval_dataset(x, y, *, batch_size, binarize, latent_dim, image_shape):
     """Held-out images as the CLI evaluates them: ({'x', 'eps'}, labels) batches.
 
     The whole array is binarized at once with data.TEST_BINARIZATION_SEED, as data.test_set
@@ -68,9 +73,9 @@ def eval_dataset(x, y, *, batch_size, binarize, latent_dim):
       x: images as `to_unit_images` takes them, all of them in one array.
       y: labels [N], or None for an unconditional model.
       batch_size: images per batch; binarize: 'dynamic', 'static' or 'none';
-      latent_dim: the model's latent size.
+      latent_dim: the model's latent size; image_shape: its (H, W, C).
     """
-    images = to_unit_images(x)
+    images = to_unit_images(x, image_shape)
     x = data.binarize(images, binarize, data.TEST_BINARIZATION_SEED).numpy()
     labels = np.zeros(len(x), np.int32) if y is None else np.asarray(y).astype(np.int32)
     batches = data.eval_batches(x, labels, batch_size=batch_size, noise_shape=(1, latent_dim))
@@ -108,8 +113,9 @@ class KerasFitMixin:
           binarize: training targets, as the CLI's --binarize: 'dynamic' draws fresh Bernoulli
             pixels at every step (seeded: a function of `seed` and the optimizer's iteration);
             'static' thresholds at 0.5; 'none' keeps intensities (needs a model built with
-            likelihood='gaussian'). Validation and evaluate binarize once, with the CLI's fixed
-            test seed, so their numbers equal `python -m tfvae.train`'s test ELBO.
+            likelihood='logistic' or 'gaussian'; the only choice for 'logistic'). Validation
+            and evaluate binarize once, with the CLI's fixed test seed, so their numbers
+            equal `python -m tfvae.train`'s test ELBO.
           seed: seeds the training binarization and reparameterization noise.
           kl: 'analytic' or 'mc' as the CLI's --kl (default: 'mc' under a VampPrior).
           jit_compile: XLA for the update (the ELBO, its gradients and, outside a distribution
@@ -133,7 +139,11 @@ class KerasFitMixin:
                              f"not {binarize!r}")
         if binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("binarize='none' keeps intensities, which a Bernoulli likelihood "
-                             "cannot score: build the model with likelihood='gaussian'")
+                             "cannot score: build the model with likelihood='logistic' or "
+                             "'gaussian'")
+        if binarize != "none" and self.likelihood == "logistic":
+            raise TfvaeError("likelihood='logistic' scores the 256 values of 8-bit pixels: "
+                             "compile with binarize='none'")
         kl = kl or ("mc" if self.prior_components else "analytic")
         if kl not in ("analytic", "mc") or (self.prior_components and kl == "analytic"):
             raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior), "
@@ -143,7 +153,7 @@ class KerasFitMixin:
         if steps_per_execution is None:
             steps_per_execution = 1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION
         if not self.built:  # BackupAndRestore and load_weights need the variables before fit
-            self.build((None, *MNIST_SHAPE))
+            self.build((None, *self.image_shape))
         # Keras would put the whole step in XLA, draws included: XLA's CPU philox took 5 ms per
         # batch of 128 images and made fit of the mlp 0.6x as fast as the CLI. So the draws
         # are made outside and XLA compiles the update alone, as the CLI's steps do.
@@ -222,14 +232,15 @@ class KerasFitMixin:
         replica = context.replica_id_in_sync_group if context else 0
         pixel_seed, noise_seed = step_seeds(
             self.fit_seed, tf.convert_to_tensor(self.optimizer.iterations), replica)
-        x = data.binarize(to_unit_images(x), self.fit_binarize, pixel_seed)
+        x = data.binarize(to_unit_images(x, self.image_shape), self.fit_binarize, pixel_seed)
         eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed)
         return self._report(self._fit_update(x, labels, eps))
 
     def test_step(self, batch):
         x, labels, eps = self._unpack(batch)
         if eps is None:  # a batch of a user's dataset: fixed draws, the same for every batch
-            x = data.binarize(to_unit_images(x), self.fit_binarize, data.TEST_BINARIZATION_SEED)
+            x = data.binarize(to_unit_images(x, self.image_shape), self.fit_binarize,
+                              data.TEST_BINARIZATION_SEED)
             eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim],
                                              seed=data.EVAL_NOISE_SEED)
         terms = steps.per_example_terms(self, x, labels, eps, objective="elbo", kl=self.fit_kl)
@@ -240,14 +251,14 @@ class KerasFitMixin:
         if isinstance(x, (tuple, list)):  # predict((images, labels)) of conditional models
             x = tuple(x)
         x, labels, _ = self._unpack(x)
-        logits, _, _ = self(to_unit_images(x), labels)
-        return tf.sigmoid(logits)
+        logits, _, _ = self(to_unit_images(x, self.image_shape), labels)
+        return self.intensities(logits)
 
     def _check_arrays(self, x, y):
         """Fails early, in one line, on arrays a VAE cannot take."""
         if not _is_array(x):
             return
-        check_image_shape(x.shape)
+        check_image_shape(x.shape, self.image_shape)
         if np.issubdtype(np.asarray(x[:0]).dtype, np.floating):
             low, high = float(np.min(x)), float(np.max(x))
             if low < 0.0 or high > 1.0:
@@ -268,7 +279,7 @@ class KerasFitMixin:
                 batch_size = kwargs.get("validation_batch_size") or kwargs.get("batch_size")
                 kwargs["validation_data"] = eval_dataset(
                     val_x, val_y, batch_size=batch_size or 32, binarize=self.fit_binarize,
-                    latent_dim=self.latent_dim)
+                    latent_dim=self.latent_dim, image_shape=self.image_shape)
                 kwargs.pop("validation_batch_size", None)
         return super().fit(x, y, *args, **kwargs)
 
@@ -277,12 +288,12 @@ class KerasFitMixin:
         self._check_arrays(x, y)
         if _is_array(x):
             x = eval_dataset(x, y, batch_size=batch_size or 32, binarize=self.fit_binarize,
-                             latent_dim=self.latent_dim)
+                             latent_dim=self.latent_dim, image_shape=self.image_shape)
             y = batch_size = None
         return super().evaluate(x, y, batch_size, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        """Reconstruction probabilities [N, 28, 28, 1], decoded from the posterior means.
+        """Reconstructions [N, H, W, C] in [0, 1] (`intensities`) of the posterior means.
 
         Args:
           x: images (uint8, or floats in [0, 1]), encoded as given, without binarization;

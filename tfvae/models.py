@@ -1,6 +1,7 @@
 """The VAEs: fully connected and convolutional, each optionally conditioned on the label.
 
-The decoder returns logits; the sigmoid is applied only when producing images.
+Images are [batch, H, W, C] of any size. The decoder returns logits; the sigmoid is applied
+only when producing images.
 """
 
 import math
@@ -9,17 +10,20 @@ import keras
 import tensorflow as tf
 
 from tfvae import losses
-from tfvae.config import MNIST_SHAPE as IMAGE_SHAPE
+from tfvae.config import MNIST_SHAPE
+from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 
-NUM_PIXELS = math.prod(IMAGE_SHAPE)
+# Likelihoods with a learned scale: a scalar for the Gaussian (as saved runs have it), one per
+# channel for the discretized logistic.
+SCALED_LIKELIHOODS = ("gaussian", "logistic")
 
 
 class VAE(KerasFitMixin, keras.Model):
     """Shared encode / reparameterize / decode / sample for the concrete networks below.
 
     Subclasses build `self.encoder` (image -> [2 * latent_dim] features) and `self.decoder`
-    (z -> [28, 28, 1] logits), each a keras.Sequential as in TensorFlow's tutorial (a plain
+    (z -> [H, W, C] logits), each a keras.Sequential as in TensorFlow's tutorial (a plain
     list of layers would be invisible to tf.train.Checkpoint), and may override
     `_encoder_input`.
 
@@ -30,8 +34,12 @@ class VAE(KerasFitMixin, keras.Model):
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
-                 dtype_policy=None, prior_components=0, **kwargs):
+                 dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE, **kwargs):
         super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise TfvaeError(f"image_shape must be (height, width, channels), "
+                             f"not {image_shape}")
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.prior_components = prior_components
@@ -41,7 +49,7 @@ class VAE(KerasFitMixin, keras.Model):
                 raise ValueError("a VampPrior needs an unconditional model")
             # Near-blank pseudo-images, as in Tomczak & Welling's code (mean 0.05, std 0.01).
             self.pseudo_inputs = self.add_weight(
-                shape=(prior_components, *IMAGE_SHAPE), name="pseudo_inputs",
+                shape=(prior_components, *self.image_shape), name="pseudo_inputs",
                 initializer=keras.initializers.RandomNormal(mean=0.05, stddev=0.01))
         self.likelihood = likelihood
         self.dtype_policy_name = dtype_policy
@@ -49,8 +57,9 @@ class VAE(KerasFitMixin, keras.Model):
         # the posterior and the logits stay float32, so the loss is computed in float32.
         self._hidden_dtype = dtype_policy
         self.log_scale = None
-        if likelihood == "gaussian":
-            self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale")
+        if likelihood in SCALED_LIKELIHOODS:
+            shape = () if likelihood == "gaussian" else self.image_shape[-1:]
+            self.log_scale = self.add_weight(shape=shape, initializer="zeros", name="log_scale")
 
     @property
     def conditional(self):
@@ -73,7 +82,7 @@ class VAE(KerasFitMixin, keras.Model):
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
 
     def _encoder_input(self, x, labels):
-        x = keras.ops.reshape(x, (-1, NUM_PIXELS))
+        x = keras.ops.reshape(x, (-1, math.prod(self.image_shape)))
         return tf.concat([x, self._one_hot(labels)], -1) if self.conditional else x
 
     def encode(self, x, labels=None):
@@ -87,15 +96,26 @@ class VAE(KerasFitMixin, keras.Model):
         """z = mean + sigma * eps; `eps` comes from the caller so that draws stay seeded."""
         return mean + tf.exp(0.5 * logvar) * eps
 
+    def intensities(self, logits):
+        """Images in [0, 1] from decoder logits: what pictures show.
+
+        sigmoid(logits), the mean of the Bernoulli and of the Gaussian; under the discretized
+        logistic its location clipped to [0, 1] (losses.logistic_location), which is nearly
+        its mean once the scale is small.
+        """
+        if self.likelihood == "logistic":
+            return tf.clip_by_value(losses.logistic_location(logits), 0.0, 1.0)
+        return tf.sigmoid(logits)
+
     def decode(self, z, labels=None, apply_sigmoid=False):
-        """Decodes z [batch, latent_dim] to logits [batch, 28, 28, 1] (or probabilities).
+        """Decodes z [batch, latent_dim] to logits [batch, H, W, C], or images (`intensities`).
 
         `labels` (conditional models): integer classes [batch], or float class weights
         [batch, num_classes] such as a blend of two one-hot vectors.
         """
         h = tf.concat([z, self._one_hot(labels)], -1) if self.conditional else z
         h = self.decoder(h)
-        return tf.sigmoid(h) if apply_sigmoid else h
+        return self.intensities(h) if apply_sigmoid else h
 
     def prior_components_params(self):
         """The VampPrior's components (means, logvars), each [K, latent_dim].
@@ -148,13 +168,14 @@ class VAE(KerasFitMixin, keras.Model):
     def build(self, input_shape):
         batch = 1
         labels = tf.zeros([batch], tf.int32) if self.conditional else None
-        self.call(tf.zeros([batch, *IMAGE_SHAPE]), labels)
+        self.call(tf.zeros([batch, *self.image_shape]), labels)
         self.built = True
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "likelihood": self.likelihood, "dtype_policy": self.dtype_policy_name,
-                "prior_components": self.prior_components, "name": self.name}
+                "prior_components": self.prior_components,
+                "image_shape": list(self.image_shape), "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -166,9 +187,11 @@ class MlpVAE(VAE):
       hidden_units: sizes of the encoder's hidden layers; the decoder mirrors them.
       num_classes: 0 for an unconditional model; else the one-hot label is concatenated to
         the encoder's input and to z.
-      likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
+      likelihood: 'bernoulli'; 'gaussian' (adds a learned scale `log_scale`); or 'logistic',
+        the discretized logistic of 8-bit pixels (adds a learned scale per channel).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
       prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
+      image_shape: (height, width, channels) of the images; they are flattened.
 
     Example:
       >>> model = MlpVAE(latent_dim=20)
@@ -179,9 +202,10 @@ class MlpVAE(VAE):
     default_jit_compile = True  # fit() as the CLI: XLA makes this model's step 1.4x as fast
 
     def __init__(self, latent_dim=20, hidden_units=(400,), num_classes=0,
-                 likelihood="bernoulli", dtype_policy=None, prior_components=0, **kwargs):
+                 likelihood="bernoulli", dtype_policy=None, prior_components=0,
+                 image_shape=MNIST_SHAPE, **kwargs):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, prior_components,
-                         **kwargs)
+                         image_shape, **kwargs)
         self.hidden_units = tuple(hidden_units)
         self.encoder = keras.Sequential(
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
@@ -190,78 +214,115 @@ class MlpVAE(VAE):
         self.decoder = keras.Sequential(
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
              for u in reversed(self.hidden_units)]
-            + [keras.layers.Dense(NUM_PIXELS, dtype="float32"),
-               keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")],
+            + [keras.layers.Dense(math.prod(self.image_shape), dtype="float32"),
+               keras.layers.Reshape(self.image_shape, dtype="float32")],
             name="decoder")
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
 
 
+def conv_output_size(size, blocks):
+    """The side of a 'valid' 3x3 stride-2 convolution's output after `blocks` of them."""
+    for _ in range(blocks):
+        size = (size - 3) // 2 + 1
+    return size
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class ConvVAE(VAE):
-    """The convolutional VAE of TensorFlow's CVAE tutorial.
+    """The convolutional VAE of TensorFlow's CVAE tutorial, for images of any shape.
 
-    Encoder: Conv2D 32 and 64 (3x3, stride 2, ReLU), Flatten, Dense(2 * latent_dim).
-    Decoder: Dense(7*7*32, ReLU), Reshape, Conv2DTranspose 64 and 32 (3x3, stride 2, ReLU),
-    Conv2DTranspose 1 (3x3, stride 1) giving logits.
+    Encoder: one Conv2D per entry of `conv_filters` (3x3, stride 2, 'valid', ReLU), Flatten,
+    Dense(2 * latent_dim). Decoder: Dense(h * w * conv_filters[0], ReLU) with h = ceil(H / 2**n)
+    and w = ceil(W / 2**n) for n blocks, Reshape, one Conv2DTranspose per filter in reverse
+    order (3x3, stride 2, 'same', ReLU), Conv2DTranspose to C channels (3x3, stride 1) giving
+    logits, and a crop to H x W where h * 2**n exceeds H. On 28x28x1 images with the default
+    filters (32, 64) this is the tutorial's network layer for layer: Dense(7*7*32), Conv2DTranspose
+    64, 32, 1, no crop.
 
     Args:
       latent_dim: size of z.
       num_classes: 0 for an unconditional model; else the one-hot label enters the encoder as
-        10 constant image channels and the decoder concatenated to z.
-      likelihood: 'bernoulli', or 'gaussian' (adds a learned scale `log_scale`).
+        num_classes constant image channels and the decoder concatenated to z.
+      likelihood: 'bernoulli'; 'gaussian' (adds a learned scale `log_scale`); or 'logistic',
+        the discretized logistic of 8-bit pixels (adds a learned scale per channel).
       dtype_policy: a Keras dtype policy name for the hidden layers, e.g. 'mixed_bfloat16'.
       prior_components: 0 for the N(0, I) prior, K for a VampPrior of K pseudo-inputs.
+      image_shape: (height, width, channels) of the images.
+      conv_filters: filters of the encoder's stride-2 blocks; the decoder mirrors them.
 
     Example:
       >>> model = ConvVAE(latent_dim=2, num_classes=10)
       >>> sevens = model.sample(tf.zeros([4, 2]), labels=[7, 7, 7, 7])
+      >>> colour = ConvVAE(image_shape=(32, 32, 3), conv_filters=(32, 64, 128))
     """
 
     def __init__(self, latent_dim=2, num_classes=0, likelihood="bernoulli",
-                 dtype_policy=None, prior_components=0, **kwargs):
+                 dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
+                 conv_filters=(32, 64), **kwargs):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, prior_components,
-                         **kwargs)
+                         image_shape, **kwargs)
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        height, width, channels = self.image_shape
+        blocks = len(self.conv_filters)
+        if not blocks or conv_output_size(min(height, width), blocks) < 1:
+            raise TfvaeError(f"{blocks} stride-2 convolutions (conv_filters "
+                             f"{list(self.conv_filters)}) do not fit {height}x{width} images: "
+                             "give --conv-filters fewer (and at least one) filters")
         hidden = self._hidden_dtype
-        self.encoder = keras.Sequential([
-            keras.layers.Conv2D(32, 3, strides=2, activation="relu", dtype=hidden),
-            keras.layers.Conv2D(64, 3, strides=2, activation="relu", dtype=hidden),
-            keras.layers.Flatten(dtype=hidden),
-            keras.layers.Dense(2 * latent_dim, dtype="float32"),
-        ], name="encoder")
-        self.decoder = keras.Sequential([
-            keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=hidden),
-            keras.layers.Reshape((7, 7, 32), dtype=hidden),
-            keras.layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu",
-                                         dtype=hidden),
-            keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
-                                         dtype=hidden),
-            keras.layers.Conv2DTranspose(1, 3, strides=1, padding="same", dtype="float32"),
-        ], name="decoder")
+        self.encoder = keras.Sequential(
+            [keras.layers.Conv2D(f, 3, strides=2, activation="relu", dtype=hidden)
+             for f in self.conv_filters]
+            + [keras.layers.Flatten(dtype=hidden),
+               keras.layers.Dense(2 * latent_dim, dtype="float32")], name="encoder")
+        h, w = -(-height // 2**blocks), -(-width // 2**blocks)  # ceilings
+        first = self.conv_filters[0]
+        decoder = [keras.layers.Dense(h * w * first, activation="relu", dtype=hidden),
+                   keras.layers.Reshape((h, w, first), dtype=hidden)]
+        decoder += [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
+                                                 activation="relu", dtype=hidden)
+                    for f in reversed(self.conv_filters)]
+        decoder.append(keras.layers.Conv2DTranspose(channels, 3, strides=1, padding="same",
+                                                    dtype="float32"))
+        extra_h, extra_w = h * 2**blocks - height, w * 2**blocks - width
+        if extra_h or extra_w:  # centred: the upsampled map overhangs by < 2**blocks pixels
+            decoder.append(keras.layers.Cropping2D(
+                ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2)),
+                dtype="float32"))
+        self.decoder = keras.Sequential(decoder, name="decoder")
 
     def _encoder_input(self, x, labels):
         if not self.conditional:
             return x
-        planes = self._one_hot(labels)[:, None, None, :] * tf.ones_like(x)  # [B, 28, 28, 10]
+        planes = self._one_hot(labels)[:, None, None, :] * tf.ones_like(x[..., :1])  # [B,H,W,K]
         return tf.concat([x, planes], -1)
 
+    def get_config(self):
+        return {**super().get_config(), "conv_filters": list(self.conv_filters)}
 
-def build_model(config, num_classes=0, dtype_policy=None):
-    """The model a Config describes.
+
+def build_model(config, dtype_policy=None):
+    """The model a Config describes, for its `image_shape` and `label_classes`.
 
     Args:
-      num_classes: the dataset's number of classes, used when `config.conditional`.
+      config: a tfvae.config.Config whose image shape is known (MNIST-likes, or resolved
+        from the data by training).
       dtype_policy: a Keras dtype policy name for the hidden layers, or None for float32.
     """
+    num_classes = config.label_classes if config.conditional else 0
+    if config.conditional and not num_classes:
+        raise TfvaeError(f"{config.dataset} has no labels, so a --conditional model has "
+                         "nothing to condition on: drop --conditional")
     common = dict(latent_dim=config.latent_dim,
-                  num_classes=num_classes if config.conditional else 0,
+                  num_classes=num_classes,
                   likelihood=config.likelihood,
                   dtype_policy=dtype_policy,
-                  prior_components=config.prior_components)
+                  prior_components=config.prior_components,
+                  image_shape=config.image_shape)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:
-        model = ConvVAE(**common)
-    model.build((None, *IMAGE_SHAPE))
+        model = ConvVAE(conv_filters=config.conv_filters, **common)
+    model.build((None, *config.image_shape))
     return model

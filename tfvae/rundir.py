@@ -293,12 +293,11 @@ def checkpoint_steps(directory):
 
 
 def new_model(config):
-    """The model a Config describes, with the dataset's classes and the run's dtype policy."""
+    """The model a Config describes (its image shape and classes), with the run's dtype policy."""
     from tfvae.distribute import dtype_policy_name
     from tfvae.models import build_model
 
-    return build_model(config, num_classes=config.label_classes,
-                       dtype_policy=dtype_policy_name(config))
+    return build_model(config, dtype_policy=dtype_policy_name(config))
 
 
 Run = collections.namedtuple("Run", "config model step checkpoint")

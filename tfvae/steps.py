@@ -13,6 +13,9 @@ def log_likelihood(model, x, logits):
     """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes."""
     if model.likelihood == "gaussian":
         return losses.gaussian_log_likelihood(x, logits, model.log_scale)
+    if model.likelihood == "logistic":
+        return losses.discretized_logistic_log_likelihood(x, losses.logistic_location(logits),
+                                                          model.log_scale)
     return losses.bernoulli_log_likelihood(x, logits)
 
 
@@ -20,7 +23,7 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     """The training objective and its terms for each image of a batch.
 
     Args:
-      x: [B, 28, 28, 1] targets; labels: [B] (used by conditional models); eps: [B, S, latent]
+      x: [B, H, W, C] targets; labels: [B] (used by conditional models); eps: [B, S, latent]
         standard-normal noise, S = 1 for the ELBO (and the autoencoder) and k for the IWAE bound.
 
     Returns:
@@ -161,10 +164,10 @@ IWAE_METRIC_NAMES = ("iwae", "elbo", "reconstruction", "kl")
 def iwae_terms(model, x, labels, draw, k, chunk):
     """The IWAE bound L_k and the ELBO terms of each image, decoding `chunk` samples at a time.
 
-    Memory holds one chunk's logits, [B, chunk, 28, 28, 1], whatever k is.
+    Memory holds one chunk's logits, [B, chunk, H, W, C], whatever k is.
 
     Args:
-      x: [B, 28, 28, 1]; labels: [B].
+      x: [B, H, W, C]; labels: [B].
       draw: `draw(start, size) -> eps [B, size, latent]`, the noise of samples
         start .. start + size - 1; `start` may be a tensor, `size` is a Python int.
       k, chunk: Python ints, the number of samples and how many to decode at once.
