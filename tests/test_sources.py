@@ -122,10 +122,19 @@ def test_odd_sizes_keep_their_shape_or_resize(tmp_path, digits):
     wide = flat_folder(str(tmp_path), digits[0][:20], size=(64, 48), name="wide")
     config, loaded = sources.load(Config(dataset=wide, test_fraction=0.2))
     assert config.image_shape == (64, 48, 1) and loaded["test"].images.shape[1:] == (64, 48, 1)
-    mixed = flat_folder(str(tmp_path), digits[0][:20], size=(30, 30), name="wide")
-    config, loaded = sources.load(Config(dataset=mixed, image_size=(30, 30),
+    flat_folder(str(tmp_path), digits[0][:20], size=(64, 48), name="mixed/wide")
+    flat_folder(str(tmp_path), digits[0][20:40], size=(30, 30), name="mixed/small")
+    config, loaded = sources.load(Config(dataset=str(tmp_path / "mixed"), image_size=(30, 30),
                                          test_fraction=0.2))
-    assert loaded["train"].images.shape[1:] == (30, 30, 1)
+    assert config.image_shape == (30, 30, 1) and config.num_classes == 2
+    images = np.concatenate([loaded["train"].images, loaded["test"].images])
+    labels = np.concatenate([loaded["train"].labels, loaded["test"].labels])
+    assert images.shape == (40, 30, 30, 1)
+    # Classes sort as small (0), wide (1). The 30x30 images are kept exactly as written.
+    written = image_folders.resize(digits[0][20:40, ..., None], (30, 30))
+    small = images[labels == 0]
+    assert len(small) == 20
+    assert all(any(np.array_equal(image, w) for w in written) for image in small)
 
 
 def test_jpeg_files_decode_to_nearly_the_digits(tmp_path, digits):

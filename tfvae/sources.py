@@ -186,7 +186,8 @@ def _tfds_split_names(tfds, name, test_fraction):
 
 
 def _tfds_load(tfds, name, split):
-    print(f"loading {name} {split} through tensorflow-datasets (downloaded once, then cached)",
+    print(f"loading {name} {split} through tensorflow-datasets (downloaded once, then cached; "
+          "offline, it retries for a few minutes before giving up)",
           file=sys.stderr, flush=True)
     try:
         dataset, info = tfds.load(name, split=split, with_info=True)
