@@ -67,7 +67,8 @@ def _stored_class_names(dataset):
     if names_folder(dataset):
         if not os.path.isdir(dataset):
             return ()
-        return tuple(sorted(e.name for e in os.scandir(dataset) if e.is_dir()))
+        return tuple(sorted(e.name for e in os.scandir(dataset)
+                            if e.is_dir() and not e.name.startswith(".")))
     if dataset in MNIST_LIKE:
         return ()
     try:
