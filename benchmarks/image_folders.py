@@ -3,8 +3,8 @@
     python -m benchmarks.image_folders --tinted runs/tinted_mnist --count 10000
     python -m benchmarks.image_folders --synthetic 100000 --size 64 64 runs/synthetic
 
---tinted: 32x32 RGB PNGs in one subfolder per digit, each digit resized and tinted with a
-seeded random hue on black. --synthetic N: N unlabelled RGB PNGs of
+--tinted: 32x32 RGB PNGs in one subfolder per digit, each digit resized and tinted on black
+with its class's hue, moved at random (seeded). --synthetic N: N unlabelled RGB PNGs of
 --size H W, tiles of tinted digits scaled up (cheap to make, not compressible to nothing).
 """
 
@@ -16,15 +16,21 @@ import tensorflow as tf
 
 from tfvae import data
 
+HUE_JITTER = 0.05  # --tinted: each class's hue varies by up to this (a hue circle is 1)
 
-def tint(digits, rng):
-    """uint8 [N, h, w] grey digits -> uint8 [N, h, w, 3]: each digit in a random fully
-    saturated hue on black, its intensity scaling the colour.
 
-    One random number of colour per image: a small latent space can hold it beside the
-    digit's shape, so a 2-D model's pictures show colour as well as shape.
+def tint(digits, rng, labels=None):
+    """uint8 [N, h, w] grey digits -> uint8 [N, h, w, 3]: each digit in a fully saturated hue
+    on black, its intensity scaling the colour.
+
+    The hue is random, or given `labels` the class's own hue (class k of 10 at k / 10) moved at
+    random by up to HUE_JITTER: colour then comes with the digit's identity, which a 2-D latent
+    space holds, so a 2-D model's pictures show colour as well as shape.
     """
-    hues = rng.uniform(0.0, 1.0, len(digits))
+    if labels is None:
+        hues = rng.uniform(0.0, 1.0, len(digits))
+    else:
+        hues = (np.asarray(labels) / 10 + rng.uniform(-HUE_JITTER, HUE_JITTER, len(digits))) % 1
     hsv = np.stack([hues, np.ones_like(hues), np.ones_like(hues)], -1)
     colours = tf.image.hsv_to_rgb(hsv.astype(np.float32)).numpy()[:, None, None, :]  # [N,1,1,3]
     return np.rint(digits[..., None] * colours).astype(np.uint8)
@@ -51,7 +57,7 @@ def write_pngs(paths, images):
 def write_tinted(out, digits, labels, seed=0, size=(32, 32)):
     """One PNG per digit in out/<label>/, tinted; returns the paths written."""
     rng = np.random.default_rng(seed)
-    images = tint(resize(digits[..., None], size)[..., 0], rng)
+    images = tint(resize(digits[..., None], size)[..., 0], rng, labels)
     for label in np.unique(labels):
         os.makedirs(os.path.join(out, str(label)), exist_ok=True)
     paths = [os.path.join(out, str(label), f"{index:06d}.png")
