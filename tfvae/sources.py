@@ -382,6 +382,7 @@ def _decoded(paths, function):
     for index in range(len(paths)):
         try:
             yield next(results)
-        except tf.errors.OpError as error:
-            raise DataError(f"cannot read image {paths[index]} ({first_line(error)[:120]}): "
-                            "replace or remove the file") from None
+        except tf.errors.OpError:
+            raise DataError(f"cannot read image {paths[index]}: it is not a PNG, JPEG, BMP "
+                            "or GIF that TensorFlow can decode; replace or remove the file"
+                            ) from None
