@@ -43,7 +43,7 @@ def sequence_macs(layers, x):
 def forward_macs(model):
     """Forward MACs per image of a VAE with `encoder` and `decoder` layers: tfvae's or the
     tutorial's. tfvae's models may reshape or extend the encoder's input (`_encoder_input`)."""
-    image = tf.zeros([1, 28, 28, 1])
+    image = tf.zeros([1, *getattr(model, "image_shape", (28, 28, 1))])
     z = tf.zeros([1, model.latent_dim])
     if getattr(model, "conditional", False):
         labels = tf.zeros([1], tf.int32)

@@ -53,7 +53,8 @@ class Config:
         "subfolder per class gives labels; a flat folder is unlabelled)")
     test_fraction: float = _field(
         0.1, "share of a folder's images held out as its test set, chosen by a seeded hash of "
-        "each file's path, so the split never changes")
+        "each file's path, so the split never changes (and of the train split of a "
+        "tensorflow-datasets set that has no test split)")
     image_size: typing.Optional[tuple] = _field(
         None, "resize images to H W (default: their own size, which must then be the same for "
         "all)")
@@ -66,7 +67,7 @@ class Config:
     binarize: str = _field(
         "dynamic", "dynamic: fresh Bernoulli pixels each time an image is seen (the standard "
         "for likelihood numbers); static: threshold at 0.5 as in the tutorial; none: keep "
-        "intensities (use --likelihood gaussian)")
+        "8-bit intensities (use --likelihood logistic)")
     train_size: typing.Optional[int] = _field(None, "use only the first N training images")
     test_size: typing.Optional[int] = _field(None, "use only the first N test images")
     likelihood: str = _field(
