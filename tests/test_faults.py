@@ -375,9 +375,15 @@ def test_a_task_index_beyond_the_cluster_is_one_line(tmp_path):
 
 # 10. Signals and litter.
 
+def start_interruptible(argv):
+    """Starts `argv` as from a terminal: with Ctrl-C's default action, even when these tests
+    run in a background job, whose children inherit SIGINT ignored (and rightly keep it so)."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
-    process = subprocess.Popen(command("train", "--out", str(tmp_path / "run")),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_interruptible(command("train", "--out", str(tmp_path / "run")))
     time.sleep(1.0)  # TensorFlow's import takes seconds: this lands inside it
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -388,9 +394,8 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
 def test_ctrl_c_while_training_says_how_to_resume(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
     slow = tiny_config(train_size=2048, epochs=1000, hidden_units=(16,), steps_per_call=1)
-    process = subprocess.Popen(command("train", "--data-dir", mnist_dir, "--out", run_dir,
-                                       *to_argv(slow)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_interruptible(command("train", "--data-dir", mnist_dir, "--out", run_dir,
+                                          *to_argv(slow)))
     deadline = time.time() + 120
     while not rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints")) \
             and time.time() < deadline:
