@@ -10,8 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfvae import latent, rundir, viz
-from tfvae.config import MNIST_LIKE, names_folder
+from tfvae import latent, rundir, sources, viz
 from tfvae.errors import TfvaeError
 
 CLASS_NAMES = {
@@ -56,29 +55,10 @@ def class_names(num_classes, dataset="mnist"):
     """The names of a dataset's classes: MNIST's digits, Fashion-MNIST's garments, or the
     names the data gave (a folder's subfolders, a tensorflow-datasets label's names), else
     their numbers."""
-    names = CLASS_NAMES.get(dataset) or _stored_class_names(dataset)
+    names = CLASS_NAMES.get(dataset) or sources.class_names(dataset)
     if len(names) < num_classes:
         names = tuple(str(i) for i in range(num_classes))
     return tuple(names[:num_classes])
-
-
-def _stored_class_names(dataset):
-    """A folder's class subfolders, or a tensorflow-datasets label's names; () if unknown."""
-    if names_folder(dataset):
-        if not os.path.isdir(dataset):
-            return ()
-        return tuple(sorted(e.name for e in os.scandir(dataset)
-                            if e.is_dir() and not e.name.startswith(".")))
-    if dataset in MNIST_LIKE:
-        return ()
-    try:
-        import tensorflow_datasets as tfds
-
-        features = tfds.builder(dataset).info.features
-    except Exception:  # the pictures fall back to class numbers; nothing else depends on it
-        return ()
-    labels = [f for f in features.values() if isinstance(f, tfds.features.ClassLabel)]
-    return tuple(labels[0].names) if labels else ()
 
 
 def progress_images(model, seed, originals, original_labels):

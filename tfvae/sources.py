@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.config import MNIST_CLASSES, MNIST_LIKE, MNIST_SHAPE, names_folder
+from tfvae.config import MNIST_LIKE, MNIST_SHAPE, names_folder
 from tfvae.data import DataError
 from tfvae.errors import first_line
 
@@ -110,8 +110,7 @@ def _load_mnist_like(config, splits):
         if shape != MNIST_SHAPE:
             images = convert_in_batches(tf.data.Dataset.from_tensor_slices(images), shape)
         loaded[split] = Split(images, labels.astype(np.int32))
-    num_classes = MNIST_CLASSES if config.num_classes is None else config.num_classes
-    return resolve(config, shape, num_classes), loaded
+    return resolve(config, shape, config.label_classes), loaded
 
 
 # Any tensorflow-datasets image set, by name.
@@ -216,6 +215,28 @@ def _check_fits_memory(name, split, split_info, size, shape):
 
 # A folder: one subfolder per class, or flat and unlabelled.
 
+def class_folders(folder):
+    """A folder's classes: its subfolders, hidden ones aside, sorted by name."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def class_names(dataset):
+    """The class names the data gives: a folder's subfolders, or a tensorflow-datasets label
+    feature's names; () when it gives none (MNIST-likes, unlabelled or moved data)."""
+    if dataset in MNIST_LIKE:
+        return ()
+    if names_folder(dataset):
+        return tuple(class_folders(dataset)) if os.path.isdir(dataset) else ()
+    try:
+        import tensorflow_datasets as tfds
+
+        info = tfds.builder(dataset).info
+        _, label_key = image_and_label_features(dataset, info.features, info.supervised_keys)
+    except Exception:  # pictures then number the classes; nothing else depends on the names
+        return ()
+    return tuple(info.features[label_key].names) if label_key else ()
+
+
 def scan_folder(folder):
     """(relative paths, labels, class names) of a folder's images, sorted.
 
@@ -226,8 +247,7 @@ def scan_folder(folder):
     if not os.path.isdir(folder):
         raise DataError(f"folder {folder} does not exist: pass an existing folder of images, "
                         "or a dataset name")
-    classes = sorted(e.name for e in os.scandir(folder)
-                     if e.is_dir() and not e.name.startswith("."))
+    classes = class_folders(folder)
     paths, labels = [], []
     for label, root in enumerate(classes or [""]):
         found = sorted(_image_files(folder, root, recursive=bool(classes)))
