@@ -1,15 +1,18 @@
 """`python -m tfvae.evaluate` on a tiny trained run, and on directories that are not runs."""
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import cli_error, tiny_config
 
-from tfvae import evaluate, rundir, train
+from tfvae import evaluate, rundir, sources, steps, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
@@ -37,7 +40,36 @@ def test_writes_eval_json_with_iwae_at_least_the_elbo(tiny_run, capsys):
     assert saved["kl"] > 0 and saved["elbo"] < 0
     # Bits per dimension of the 28x28x1 images, printed beside the nats.
     assert saved["nll_bits_per_dim"] == pytest.approx(saved["nll"] / (784 * math.log(2)))
-    assert f"{saved['nll']:.2f} nats ({saved['nll_bits_per_dim']:.4f} bits/dim)" in out
+    assert (f"{saved['nll']:.2f} +/- {saved['nll_standard_error']:.2f} nats "
+            f"({saved['nll_bits_per_dim']:.4f} bits/dim)") in out
+    assert saved["mixed_precision"] is False
+
+
+def test_nll_standard_error_is_the_spread_of_the_images_bounds(tiny_run):
+    result = evaluate.evaluate_run(tiny_run, k=10, subset=30, batch_size=10, chunk=5, seed=2,
+                                   verbose=0, write=False)
+    # The same bounds image by image, seeded as evaluate seeds its batches.
+    config, model, _, _ = rundir.load_run(tiny_run)
+    x, labels = sources.load_test_set(dataclasses.replace(config, test_size=30))
+    iwae_step = steps.make_iwae_function(model, config, 10, 5)
+    bounds = np.concatenate([
+        iwae_step(x[begin:begin + 10], labels[begin:begin + 10],
+                  tf.random.experimental.stateless_fold_in(tf.constant([2, 0], tf.int64),
+                                                           index)).numpy()[:, 0]
+        for index, begin in enumerate(range(0, 30, 10))])
+    assert result["nll"] == pytest.approx(-bounds.mean(), rel=1e-6)
+    assert result["nll_standard_error"] == pytest.approx(bounds.std(ddof=1) / np.sqrt(30),
+                                                         rel=1e-4)
+
+
+def test_mixed_precision_scores_the_same_model_within_a_fraction_of_a_nat(tiny_run):
+    kwargs = dict(k=20, subset=50, batch_size=25, chunk=10, seed=1, verbose=0, write=False)
+    exact = evaluate.evaluate_run(tiny_run, **kwargs)
+    mixed = evaluate.evaluate_run(tiny_run, mixed_precision=True, **kwargs)
+    assert mixed["mixed_precision"] is True and exact["mixed_precision"] is False
+    assert mixed["iwae"] != exact["iwae"]  # bfloat16 did run
+    assert mixed["iwae"] == pytest.approx(exact["iwae"], abs=0.3)
+    assert mixed["nll_standard_error"] == pytest.approx(exact["nll_standard_error"], rel=0.05)
 
 
 def test_evaluate_run_depends_only_on_its_seed(tiny_run):

@@ -28,7 +28,8 @@ DEFAULT_CHUNK = 50
 
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
-                 chunk=DEFAULT_CHUNK, seed=0, data_dir=None, verbose=1, write=True):
+                 chunk=DEFAULT_CHUNK, seed=0, data_dir=None, mixed_precision=False, verbose=1,
+                 write=True):
     """Evaluates the newest checkpoint of `run_dir` on the test set and writes eval.json.
 
     Args:
@@ -38,18 +39,24 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
       batch_size: images per compiled call; chunk: samples decoded at once per image.
       seed: seeds the importance samples; the test set's binarization is fixed whatever it is.
       data_dir: where the IDX files are, overriding the run's config.
+      mixed_precision: decode in bfloat16 (float16 on a GPU) whatever the run was trained in;
+        the logits, likelihoods and the bound stay float32. False keeps the run's precision.
       verbose: 1 shows a progress bar.
       write: False leaves eval.json to the caller (`main` prints the numbers first).
 
     Returns:
       The dict written to eval.json: per-image means in nats ('elbo', 'reconstruction', 'kl',
-      'iwae', 'nll' = -iwae, 'nll_bits_per_dim'), and what produced them.
+      'iwae', 'nll' = -iwae, 'nll_bits_per_dim'), the standard error of 'nll' over the test
+      images ('nll_standard_error'), and what produced them.
     """
     for name, value in (("k", k), ("batch-size", batch_size), ("chunk", chunk),
                         ("subset", subset)):
         check_at_least(name, value)
     check_seed("seed", seed)
     config, model, step, checkpoint_path = rundir.load_run(run_dir)
+    if mixed_precision and not config.mixed_precision:
+        config = dataclasses.replace(config, mixed_precision=True)
+        model = rundir.copy_weights(model, rundir.new_model(config))
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     test_x, test_labels = sources.load_test_set(dataclasses.replace(
@@ -61,6 +68,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     progbar = keras.utils.Progbar(num_images, stateful_metrics=["elbo", "iwae"],
                                   verbose=verbose)
     totals = np.zeros(len(steps.IWAE_METRIC_NAMES))
+    iwae_squares = 0.0  # for the standard error of the mean bound over images
     started = time.perf_counter()
     for index, begin in enumerate(range(0, num_images, batch_size)):
         end = min(begin + batch_size, num_images)
@@ -71,15 +79,20 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
             raise TfvaeError(f"the model gives non-finite log-likelihoods on test images "
                              f"{begin}-{end - 1}: the checkpoint {checkpoint_path} is broken")
         totals += rows.sum(axis=0)
+        iwae_squares += float(np.sum(rows[:, 0].astype(np.float64) ** 2))
         means = totals / end
         progbar.update(end, [("elbo", means[1]), ("iwae", means[0])])
     seconds = time.perf_counter() - started
 
     result = dict(zip(steps.IWAE_METRIC_NAMES, (totals / num_images).tolist()))
+    variance = max(iwae_squares / num_images - result["iwae"] ** 2, 0.0)
     result.update({
         "nll": -result["iwae"],
+        # Over the test images (the images' spread, not the k samples' noise, dominates).
+        "nll_standard_error": float(np.sqrt(variance / max(num_images - 1, 1))),
         "nll_bits_per_dim": losses.bits_per_dim(-result["iwae"], config.image_shape),
         "k": k, "images": num_images, "dataset": config.dataset, "seed": seed,
+        "mixed_precision": config.mixed_precision,
         "batch_size": batch_size, "chunk": chunk, "checkpoint": os.path.basename(checkpoint_path),
         "step": step, "seconds": seconds, "images_per_second": num_images / seconds,
     })
@@ -92,7 +105,8 @@ def summary(result):
     """The few lines `main` prints."""
     return (f"test ELBO {result['elbo']:.2f} nats (reconstruction {result['reconstruction']:.2f}"
             f", KL {result['kl']:.2f})\n"
-            f"test NLL (IWAE, k={result['k']}) {result['nll']:.2f} nats "
+            f"test NLL (IWAE, k={result['k']}) {result['nll']:.2f} "
+            f"+/- {result['nll_standard_error']:.2f} nats "
             f"({result['nll_bits_per_dim']:.4f} bits/dim)\n"
             f"{result['images']} test images, {result['images_per_second']:.1f} images/s, "
             f"{result['seconds']:.1f} s")
@@ -114,9 +128,14 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None,
                         help="directory of the IDX files (default: the run's if it still "
                         "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="decode in bfloat16 (float16 on a GPU), the likelihoods and the "
+                        "bound in float32: 1.1-1.25x as fast for the conv model on CPUs with "
+                        "bfloat16 instructions, +0.01 nats on the default conv run (README)")
     args = parser.parse_args(argv)
     result = evaluate_run(args.run_dir, k=args.k, subset=args.subset, batch_size=args.batch_size,
-                          chunk=args.chunk, seed=args.seed, data_dir=args.data_dir, write=False)
+                          chunk=args.chunk, seed=args.seed, data_dir=args.data_dir,
+                          mixed_precision=args.mixed_precision, write=False)
     print(summary(result), flush=True)  # first: a failed write must not lose an hour's numbers
     path = os.path.join(args.run_dir, rundir.EVAL_FILE)
     write_json(path, result)

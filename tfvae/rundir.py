@@ -300,6 +300,12 @@ def new_model(config):
     return build_model(config, dtype_policy=dtype_policy_name(config))
 
 
+def copy_weights(source, target):
+    """`target` (a model of the same architecture, in any dtype policy) with `source`'s weights."""
+    target.set_weights(source.get_weights())
+    return target
+
+
 Run = collections.namedtuple("Run", "config model step checkpoint")
 
 

@@ -1,0 +1,64 @@
+"""How far `tfvae.evaluate --mixed-precision` moves the IWAE bound of a trained run.
+
+    TFVAE_DATA_DIR=../shared/data python -m benchmarks.eval_precision RUN_DIR [--subset 200]
+        [--k 5000]
+
+Scores the first `--subset` test images twice with the same importance samples, float32 and
+mixed bfloat16 (the evaluate command's own step), and prints both mean NLLs, their paired
+difference with its standard error, and the standard error of the NLL itself: the difference
+should be small against the latter.
+"""
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import evaluate, rundir, sources, steps
+
+
+def per_image_nll(model, config, x, labels, k, batch_size):
+    """-L_k of each image, batches seeded as tfvae.evaluate seeds them (seed 0)."""
+    iwae_step = steps.make_iwae_function(model, config, k, evaluate.DEFAULT_CHUNK)
+    base_seed = tf.constant([0, 0], tf.int64)
+    nll = []
+    for index, begin in enumerate(range(0, len(x), batch_size)):
+        seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        rows = iwae_step(tf.constant(x[begin:begin + batch_size]),
+                         tf.constant(labels[begin:begin + batch_size]), seed).numpy()
+        nll.append(-rows[:, 0])
+    return np.concatenate(nll).astype(np.float64)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_precision",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--subset", type=int, default=200)
+    parser.add_argument("--k", type=int, default=5000)
+    args = parser.parse_args(argv)
+    config, model, _, _ = rundir.load_run(args.run_dir)
+    x, labels = sources.load_test_set(dataclasses.replace(config, test_size=args.subset))
+    mixed_config = dataclasses.replace(config, mixed_precision=True)
+    mixed_model = rundir.copy_weights(model, rundir.new_model(mixed_config))
+    results = {}
+    for name, variant_model, variant_config in (("float32", model, config),
+                                                 ("mixed bfloat16", mixed_model, mixed_config)):
+        started = time.perf_counter()
+        results[name] = per_image_nll(variant_model, variant_config, x, labels, args.k,
+                                      evaluate.DEFAULT_BATCH_SIZE)
+        seconds = time.perf_counter() - started
+        nll = results[name]
+        print(f"{name:<15} NLL {nll.mean():.3f} +/- {nll.std(ddof=1) / np.sqrt(len(nll)):.3f} "
+              f"nats ({len(nll)} images, k={args.k}, {len(nll) / seconds:.2f} images/s)",
+              flush=True)
+    difference = results["mixed bfloat16"] - results["float32"]
+    print(f"mixed - float32: {difference.mean():+.4f} +/- "
+          f"{difference.std(ddof=1) / np.sqrt(len(difference)):.4f} nats (paired); largest "
+          f"per image {np.abs(difference).max():.4f}")
+
+
+if __name__ == "__main__":
+    main()
