@@ -43,6 +43,9 @@ class Config:
     prior_components: int = _field(
         0, "0: the standard normal prior; K: a VampPrior (Tomczak & Welling 2018), the mixture "
         "of the posteriors of K learned pseudo-inputs (needs --kl mc)")
+    posterior_flow_steps: int = _field(
+        0, "0: the encoder's Gaussian posterior; N: N affine coupling layers (Real NVP) "
+        "applied to its samples, a more flexible q(z|x) (needs --kl mc)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -164,14 +167,17 @@ class Config:
         if not 0 <= self.beta < float("inf"):
             raise TfvaeError(f"--beta must be 0 or more, not {self.beta}")
         if self.objective == "autoencoder" and (self.beta != 1.0 or self.kl_warmup_epochs
-                                                 or self.prior_components):
+                                                 or self.prior_components
+                                                 or self.posterior_flow_steps):
             raise TfvaeError("--objective autoencoder has no KL term: drop --beta, "
-                             "--kl-warmup-epochs and --prior-components")
+                             "--kl-warmup-epochs, --prior-components and "
+                             "--posterior-flow-steps")
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise TfvaeError(f"--hidden-units must be positive sizes, not {self.hidden_units}")
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
-        for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components"):
+        for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
+                     "posterior_flow_steps"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.objective != "iwae" and self.k != 1:
             raise TfvaeError("--k applies to --objective iwae: add it or drop --k")
@@ -180,6 +186,8 @@ class Config:
                              "--conditional or --prior-components")
         if self.prior_components and self.kl == "analytic":
             raise TfvaeError("a VampPrior's KL has no closed form: add --kl mc")
+        if self.posterior_flow_steps and self.kl == "analytic":
+            raise TfvaeError("a flow posterior's KL has no closed form: add --kl mc")
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood logistic or gaussian")

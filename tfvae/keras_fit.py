@@ -144,10 +144,10 @@ class KerasFitMixin:
         if binarize != "none" and self.likelihood == "logistic":
             raise TfvaeError("likelihood='logistic' scores the 256 values of 8-bit pixels: "
                              "compile with binarize='none'")
-        kl = kl or ("mc" if self.prior_components else "analytic")
-        if kl not in ("analytic", "mc") or (self.prior_components and kl == "analytic"):
-            raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior), "
-                             f"not {kl!r}")
+        kl = kl or ("analytic" if self.closed_form_kl else "mc")
+        if kl not in ("analytic", "mc") or (not self.closed_form_kl and kl == "analytic"):
+            raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior or a "
+                             f"flow posterior), not {kl!r}")
         if jit_compile in (None, "auto"):
             jit_compile = self.default_jit_compile
         if steps_per_execution is None:

@@ -149,7 +149,7 @@ def analytic_kl(mean, logvar):
     return 0.5 * tf.reduce_sum(tf.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
 
 
-def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
+def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None, log_qz=None):
     """The ELBO log p(x|z) - KL(q(z|x) || p(z)) for one sample z per image.
 
     Args:
@@ -160,6 +160,8 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
         uses the closed form.
       kl_weight: multiplies the KL in the objective (warm-up); the returned 'kl' is unweighted.
       log_pz: [batch] log p(z) under a learned prior, for kl='mc'; default: N(0, I).
+      log_qz: [batch] log q(z|x) of a non-Gaussian posterior, for kl='mc'; default:
+        N(z; mean, exp(logvar)).
 
     Returns:
       A dict of [batch] tensors: 'objective' (the weighted ELBO to maximise), 'elbo',
@@ -168,7 +170,9 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
     if kl == "mc":
         if log_pz is None:
             log_pz = log_normal_pdf(z, 0.0, 0.0)
-        kl_term = log_normal_pdf(z, mean, logvar) - log_pz
+        if log_qz is None:
+            log_qz = log_normal_pdf(z, mean, logvar)
+        kl_term = log_qz - log_pz
     else:
         kl_term = analytic_kl(mean, logvar)
     return {
@@ -179,15 +183,18 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None):
     }
 
 
-def log_prior_ratio(z, mean, logvar, log_pz=None):
+def log_prior_ratio(z, mean, logvar, log_pz=None, log_qz=None):
     """log p(z_i) - log q(z_i|x) for samples z [batch, k, latent]; returns [batch, k].
 
     Minus a single-sample estimate of the KL. `log_pz` [batch, k] is log p(z_i) under a
-    learned prior; default: N(0, I).
+    learned prior; default: N(0, I). `log_qz` [batch, k] is log q(z_i|x) of a non-Gaussian
+    posterior; default: N(z_i; mean, exp(logvar)).
     """
     if log_pz is None:
         log_pz = log_normal_pdf(z, 0.0, 0.0)
-    return log_pz - log_normal_pdf(z, mean[:, None, :], logvar[:, None, :])
+    if log_qz is None:
+        log_qz = log_normal_pdf(z, mean[:, None, :], logvar[:, None, :])
+    return log_pz - log_qz
 
 
 def log_importance_weights(log_px_z, z, mean, logvar, log_pz=None):

@@ -7,6 +7,7 @@ only when producing images.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfvae import losses
@@ -30,7 +31,8 @@ class VAE(KerasFitMixin, keras.Model):
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
-                 dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE, **kwargs):
+                 dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
+                 posterior_flow_steps=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -58,6 +60,10 @@ class VAE(KerasFitMixin, keras.Model):
         # The discretized logistic's decoder gives each pixel and channel a location and a
         # log-scale: twice the image's channels.
         self.decoder_channels = self.image_shape[-1] * (2 if likelihood == "logistic" else 1)
+        self.posterior_flow_steps = posterior_flow_steps
+        self.posterior_flow = (CouplingFlow(latent_dim, posterior_flow_steps, dtype="float32",
+                                            name="posterior_flow")
+                               if posterior_flow_steps else None)
 
     @property
     def conditional(self):
@@ -93,6 +99,32 @@ class VAE(KerasFitMixin, keras.Model):
     def reparameterize(mean, logvar, eps):
         """z = mean + sigma * eps; `eps` comes from the caller so that draws stay seeded."""
         return mean + tf.exp(0.5 * logvar) * eps
+
+    @property
+    def closed_form_kl(self):
+        """Whether KL(q(z|x) || p(z)) has a closed form: a Gaussian posterior, N(0, I) prior."""
+        return not self.prior_components and self.posterior_flow is None
+
+    def posterior_sample(self, mean, logvar, eps):
+        """Samples z ~ q(z|x) from standard-normal `eps`, with log q(z|x).
+
+        Args:
+          mean, logvar: [B, latent] from `encode`.
+          eps: [B, latent], or [B, S, latent] for S samples per image.
+
+        Returns:
+          (z, log_q) shaped [B, (S,) latent] and [B, (S)]. Without a flow q is the encoder's
+          Gaussian; with one, z = f(mean + sigma * eps) and log q = log N(.) - log |det df|.
+        """
+        if eps.shape.rank == 3:
+            mean, logvar = mean[:, None], logvar[:, None]
+        z = self.reparameterize(mean, logvar, eps)
+        log_q = losses.log_normal_pdf(z, mean, logvar)
+        if self.posterior_flow is None:
+            return z, log_q
+        context = tf.concat([mean, logvar], -1) + tf.zeros_like(z[..., :1])  # broadcast to S
+        z, log_det = self.posterior_flow(z, context)
+        return z, log_q - log_det
 
     def intensities(self, logits):
         """Images in [0, 1] from decoder logits: what pictures show.
@@ -168,14 +200,62 @@ class VAE(KerasFitMixin, keras.Model):
     def build(self, input_shape):
         batch = 1
         labels = tf.zeros([batch], tf.int32) if self.conditional else None
-        self.call(tf.zeros([batch, *self.image_shape]), labels)
+        _, mean, logvar = self.call(tf.zeros([batch, *self.image_shape]), labels)
+        if self.posterior_flow is not None:
+            self.posterior_sample(mean, logvar, tf.zeros_like(mean))  # creates its weights
         self.built = True
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "likelihood": self.likelihood, "dtype_policy": self.dtype_policy_name,
                 "prior_components": self.prior_components,
-                "image_shape": list(self.image_shape), "name": self.name}
+                "image_shape": list(self.image_shape),
+                "posterior_flow_steps": self.posterior_flow_steps, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class CouplingFlow(keras.layers.Layer):
+    """A normalizing flow on z: `steps` affine coupling layers (Real NVP, Dinh et al. 2017),
+    each conditioned on a context vector (the encoder's mean and log-variance of the image).
+
+    Step t keeps half of z's coordinates, z_a (the first and second halves in turn), and moves
+    the rest: z_b <- z_b * exp(s) + m with (m, s) = MLP(z_a, context), s = tanh(.) so that each
+    step scales by at most e. The Jacobian is triangular, so log |det| = sum(s). The output
+    layers start at zero: an untrained flow is the identity.
+
+    Args:
+      latent_dim: size of z.
+      steps: number of coupling layers.
+      hidden_units: width of each coupling layer's one hidden layer.
+    """
+
+    def __init__(self, latent_dim, steps, hidden_units=256, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim, self.steps, self.hidden_units = latent_dim, steps, hidden_units
+        first_half = (np.arange(latent_dim) < latent_dim // 2).astype("float32")
+        self.masks = [first_half if t % 2 == 0 else 1.0 - first_half for t in range(steps)]
+        self.nets = [keras.Sequential(
+            [keras.layers.Dense(hidden_units, activation="relu"),
+             keras.layers.Dense(2 * latent_dim, kernel_initializer="zeros")],
+            name=f"coupling_{t}") for t in range(steps)]
+
+    def call(self, z, context):
+        """Returns (f(z), log |det df/dz|): z [..., latent_dim], context [..., C] -> [...]."""
+        leading = tf.shape(z)[:-1]
+        z = tf.reshape(z, [-1, self.latent_dim])  # the nets take [batch, features]
+        context = tf.reshape(context, [tf.shape(z)[0], -1])
+        log_det = tf.zeros_like(z[:, 0])
+        for mask, net in zip(self.masks, self.nets):
+            shift, raw_scale = tf.split(net(tf.concat([z * mask, context], -1)), 2, axis=-1)
+            log_scale = (1.0 - mask) * tf.tanh(raw_scale)
+            z = z * mask + (1.0 - mask) * (z * tf.exp(log_scale) + shift)
+            log_det += tf.reduce_sum(log_scale, axis=-1)
+        return (tf.reshape(z, tf.concat([leading, [self.latent_dim]], 0)),
+                tf.reshape(log_det, leading))
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim, "steps": self.steps,
+                "hidden_units": self.hidden_units}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -323,7 +403,8 @@ def build_model(config, dtype_policy=None):
                   likelihood=config.likelihood,
                   dtype_policy=dtype_policy,
                   prior_components=config.prior_components,
-                  image_shape=config.image_shape)
+                  image_shape=config.image_shape,
+                  posterior_flow_steps=config.posterior_flow_steps)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

@@ -30,10 +30,15 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     """
     mean, logvar = model.encode(x, labels)
     if objective in ("elbo", "autoencoder"):
-        z = model.reparameterize(mean, logvar, eps[:, 0])
+        if kl == "analytic" and not model.closed_form_kl:
+            raise ValueError("this model's KL has no closed form: use kl='mc'")
+        if model.posterior_flow is None:
+            z, log_qz = model.reparameterize(mean, logvar, eps[:, 0]), None
+        else:
+            z, log_qz = model.posterior_sample(mean, logvar, eps[:, 0])
         log_px_z = log_likelihood(model, x, model.decode(z, labels))
         log_pz = model.log_prior(z) if kl == "mc" else None
-        terms = losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz)
+        terms = losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz, log_qz)
         if objective == "autoencoder":
             # A plain autoencoder: reconstruct from the mean itself, no noise, no KL. The ELBO
             # terms above are still the ones logged; only this objective is trained.
@@ -52,12 +57,16 @@ def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0,
     `prior_components` as in `VAE.log_prior`.
     """
     batch, samples = tf.shape(eps)[0], tf.shape(eps)[1]
-    z = model.reparameterize(mean[:, None], logvar[:, None], eps)  # [B, S, latent]
+    if model.posterior_flow is None:
+        z, log_qz = model.reparameterize(mean[:, None], logvar[:, None], eps), None
+    else:
+        z, log_qz = model.posterior_sample(mean, logvar, eps)  # [B, S, latent], [B, S]
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
     logits = tf.reshape(logits, tf.concat([[batch, samples], tf.shape(logits)[1:]], 0))
     log_px_z = log_likelihood(model, x[:, None], logits)
-    log_prior_ratio = losses.log_prior_ratio(z, mean, logvar, model.log_prior(z, prior_components))
+    log_prior_ratio = losses.log_prior_ratio(z, mean, logvar, model.log_prior(z, prior_components),
+                                             log_qz)
     elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
     terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
              "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}
@@ -173,9 +182,9 @@ def iwae_terms(model, x, labels, draw, k, chunk):
 
     Returns:
       A dict of [B] tensors: 'iwae' (L_k), 'reconstruction' (log p(x|z) averaged over the k
-      samples), 'kl' (the analytic KL under the N(0, I) prior, exact where a Monte Carlo
-      estimate would add noise; under a VampPrior the average over the k samples) and 'elbo'
-      (their difference).
+      samples), 'kl' (the analytic KL where it has a closed form, exact where a Monte Carlo
+      estimate would add noise; under a VampPrior or a flow posterior the average over the k
+      samples) and 'elbo' (their difference).
     """
     chunk = min(chunk, k)
     full_chunks, rest = divmod(k, chunk)
@@ -201,7 +210,7 @@ def iwae_terms(model, x, labels, draw, k, chunk):
         sums += chunk_sums
     bound = losses.iwae_bound_from_chunks(tf.transpose(logsumexps.stack()), k)  # from [chunks, B]
     reconstruction, sampled_kl = tf.unstack(sums / k)
-    kl = sampled_kl if model.prior_components else losses.analytic_kl(mean, logvar)
+    kl = losses.analytic_kl(mean, logvar) if model.closed_form_kl else sampled_kl
     return {"iwae": bound, "elbo": reconstruction - kl, "reconstruction": reconstruction,
             "kl": kl}
 
