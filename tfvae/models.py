@@ -26,6 +26,8 @@ class VAE(KerasFitMixin, keras.Model):
 
     The prior p(z) is N(0, I), or with `prior_components` K > 0 the VampPrior: the equal
     mixture of the posteriors q(z|u_k) of K learned pseudo-images u_k (Tomczak & Welling 2018).
+    The posterior q(z|x) is the encoder's Gaussian, or with `posterior_flow_steps` N > 0 that
+    Gaussian's samples moved by a CouplingFlow of N steps (`posterior_sample`).
 
     `compile` / `fit` / `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
     """
