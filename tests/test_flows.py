@@ -130,6 +130,10 @@ def test_a_flow_model_trains_evaluates_and_saves(tmp_path, mnist_dir):
         elbos = [json.loads(line)["test_elbo"] for line in f]
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     assert json.load(open(os.path.join(run_dir, "config.json")))["posterior_flow_steps"] == 2
+    # The trained flow comes back from the checkpoint (its output layers start at zero).
+    trained = rundir.load_run(run_dir).model.posterior_flow
+    assert len(trained.weights) == 8
+    assert all(np.abs(w.numpy()).max() > 0 for w in trained.weights if "dense_1" in w.path)
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
                                    verbose=0)
     assert np.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"]

@@ -236,10 +236,11 @@ class CouplingFlow(keras.layers.Layer):
         self.latent_dim, self.steps, self.hidden_units = latent_dim, steps, hidden_units
         first_half = (np.arange(latent_dim) < latent_dim // 2).astype("float32")
         self.masks = [first_half if t % 2 == 0 else 1.0 - first_half for t in range(steps)]
-        self.nets = [keras.Sequential(
-            [keras.layers.Dense(hidden_units, activation="relu"),
-             keras.layers.Dense(2 * latent_dim, kernel_initializer="zeros")],
-            name=f"coupling_{t}") for t in range(steps)]
+        for t in range(steps):  # attributes, not a list, which tf.train.Checkpoint would miss
+            setattr(self, f"coupling_{t}", keras.Sequential(
+                [keras.layers.Dense(hidden_units, activation="relu"),
+                 keras.layers.Dense(2 * latent_dim, kernel_initializer="zeros")],
+                name=f"coupling_{t}"))
 
     def call(self, z, context):
         """Returns (f(z), log |det df/dz|): z [..., latent_dim], context [..., C] -> [...]."""
@@ -247,7 +248,8 @@ class CouplingFlow(keras.layers.Layer):
         z = tf.reshape(z, [-1, self.latent_dim])  # the nets take [batch, features]
         context = tf.reshape(context, [tf.shape(z)[0], -1])
         log_det = tf.zeros_like(z[:, 0])
-        for mask, net in zip(self.masks, self.nets):
+        for t, mask in enumerate(self.masks):
+            net = getattr(self, f"coupling_{t}")
             shift, raw_scale = tf.split(net(tf.concat([z * mask, context], -1)), 2, axis=-1)
             log_scale = (1.0 - mask) * tf.tanh(raw_scale)
             z = z * mask + (1.0 - mask) * (z * tf.exp(log_scale) + shift)
