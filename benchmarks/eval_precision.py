@@ -41,8 +41,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config, model, _, _ = rundir.load_run(args.run_dir)
     x, labels = sources.load_test_set(dataclasses.replace(config, test_size=args.subset))
-    mixed_config = dataclasses.replace(config, mixed_precision=True)
-    mixed_model = rundir.copy_weights(model, rundir.new_model(mixed_config))
+    mixed_config, mixed_model = rundir.mixed_precision_copy(config, model)
     results = {}
     for name, variant_model, variant_config in (("float32", model, config),
                                                  ("mixed bfloat16", mixed_model, mixed_config)):

@@ -17,7 +17,6 @@ weights.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -90,8 +89,7 @@ def main(argv=None):
     images, labels = data.load_subset(config.dataset, "test", size=args.images)
     x, labels = (tf.constant(a) for a in data.test_set(images, labels, config.binarize))
     model = rundir.new_model(config)
-    mixed_config = dataclasses.replace(config, mixed_precision=True)
-    mixed_model = rundir.copy_weights(model, rundir.new_model(mixed_config))
+    mixed_config, mixed_model = rundir.mixed_precision_copy(config, model)
     decoder_macs = flops.sequence_macs([model.decoder], tf.zeros([1, config.latent_dim]))
     gflops_before = flops.matmul_gflops(seconds=2.0 if args.quick else 6.0)
     print(f"float32 matmul: {gflops_before:.0f} GFLOP/s; decoder forward: "

@@ -54,9 +54,8 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         check_at_least(name, value)
     check_seed("seed", seed)
     config, model, step, checkpoint_path = rundir.load_run(run_dir)
-    if mixed_precision and not config.mixed_precision:
-        config = dataclasses.replace(config, mixed_precision=True)
-        model = rundir.copy_weights(model, rundir.new_model(config))
+    if mixed_precision:
+        config, model = rundir.mixed_precision_copy(config, model)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     test_x, test_labels = sources.load_test_set(dataclasses.replace(

@@ -300,10 +300,15 @@ def new_model(config):
     return build_model(config, dtype_policy=dtype_policy_name(config))
 
 
-def copy_weights(source, target):
-    """`target` (a model of the same architecture, in any dtype policy) with `source`'s weights."""
-    target.set_weights(source.get_weights())
-    return target
+def mixed_precision_copy(config, model):
+    """(config, model) with mixed precision on: the same weights, hidden layers in bfloat16
+    (float16 on a GPU). Returned as they are when the run already trained that way."""
+    if config.mixed_precision:
+        return config, model
+    config = dataclasses.replace(config, mixed_precision=True)
+    copy = new_model(config)
+    copy.set_weights(model.get_weights())
+    return config, copy
 
 
 Run = collections.namedtuple("Run", "config model step checkpoint")
