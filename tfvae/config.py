@@ -46,6 +46,10 @@ class Config:
     posterior_flow_steps: int = _field(
         0, "0: the encoder's Gaussian posterior; N: N affine coupling layers (Real NVP) "
         "applied to its samples, a more flexible q(z|x) (needs --kl mc)")
+    top_latent_dim: int = _field(
+        0, "0: one stochastic layer; M: two, z = (z1, z2) with z2 the last M of --latent-dim's "
+        "units, p(z2) p(z1|z2) p(x|z1, z2), the prior on z2 and q(z1|x, z2) merged as in the "
+        "ladder VAE (needs --kl mc)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -168,17 +172,21 @@ class Config:
             raise TfvaeError(f"--beta must be 0 or more, not {self.beta}")
         if self.objective == "autoencoder" and (self.beta != 1.0 or self.kl_warmup_epochs
                                                  or self.prior_components
-                                                 or self.posterior_flow_steps):
+                                                 or self.posterior_flow_steps
+                                                 or self.top_latent_dim):
             raise TfvaeError("--objective autoencoder has no KL term: drop --beta, "
-                             "--kl-warmup-epochs, --prior-components and "
-                             "--posterior-flow-steps")
+                             "--kl-warmup-epochs, --prior-components, "
+                             "--posterior-flow-steps and --top-latent-dim")
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise TfvaeError(f"--hidden-units must be positive sizes, not {self.hidden_units}")
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
-                     "posterior_flow_steps"):
+                     "posterior_flow_steps", "top_latent_dim"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
+        if self.top_latent_dim >= self.latent_dim:
+            raise TfvaeError(f"--top-latent-dim {self.top_latent_dim} leaves no units for the "
+                             f"lower layer of --latent-dim {self.latent_dim}: give it fewer")
         if self.objective != "iwae" and self.k != 1:
             raise TfvaeError("--k applies to --objective iwae: add it or drop --k")
         if self.prior_components and self.conditional:
@@ -188,6 +196,8 @@ class Config:
             raise TfvaeError("a VampPrior's KL has no closed form: add --kl mc")
         if self.posterior_flow_steps and self.kl == "analytic":
             raise TfvaeError("a flow posterior's KL has no closed form: add --kl mc")
+        if self.top_latent_dim and self.kl == "analytic":
+            raise TfvaeError("a two-layer model's KL has no closed form: add --kl mc")
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood logistic or gaussian")

@@ -116,11 +116,13 @@ def manifold_images(model, grid=GRID, label=0):
 
 
 def encode_means(model, x, labels=None, batch_size=1000):
-    """Posterior means [N, latent_dim] of images x [N, H, W, C], in batches."""
+    """Where images x [N, H, W, C] sit in z, [N, latent_dim] (`VAE.posterior_location`: the
+    posterior means of a one-layer Gaussian model), in batches."""
     means = []
     for start in range(0, len(x), batch_size):
         batch_labels = labels[start:start + batch_size] if model.conditional else None
-        means.append(model.encode(x[start:start + batch_size], batch_labels)[0].numpy())
+        mean, logvar = model.encode(x[start:start + batch_size], batch_labels)
+        means.append(model.posterior_location(mean, logvar).numpy())
     return np.concatenate(means)
 
 

@@ -42,6 +42,18 @@ def log_mixture_normal_pdf(sample, means, logvars):
     return tf.reshape(tf.cast(log_density, sample.dtype), tf.shape(sample)[:-1])
 
 
+def precision_weighted(mean_a, logvar_a, mean_b, logvar_b):
+    """The Gaussian proportional to N(mean_a, var_a) N(mean_b, var_b): (mean, logvar).
+
+    Precisions add, and the mean is the precision-weighted average of the two means: how the
+    ladder VAE merges the encoder's and the generative model's Gaussians for a layer.
+    """
+    # -log(exp(-logvar_a) + exp(-logvar_b)), stably and with broadcasting
+    logvar = tf.minimum(logvar_a, logvar_b) - tf.math.log1p(tf.exp(-tf.abs(logvar_a - logvar_b)))
+    mean = mean_a * tf.exp(logvar - logvar_a) + mean_b * tf.exp(logvar - logvar_b)
+    return mean, logvar
+
+
 def bernoulli_log_likelihood(x, logits):
     """log p(x|z) for binary pixels: minus the sigmoid cross-entropy, summed over pixels.
 

@@ -15,6 +15,8 @@ from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 
+TOP_DOWN_UNITS = 256  # the hidden layers of a two-layer model's p(z1|z2)
+
 
 class VAE(KerasFitMixin, keras.Model):
     """Shared encode / reparameterize / decode / sample for the concrete networks below.
@@ -29,12 +31,19 @@ class VAE(KerasFitMixin, keras.Model):
     The posterior q(z|x) is the encoder's Gaussian, or with `posterior_flow_steps` N > 0 that
     Gaussian's samples moved by a CouplingFlow of N steps (`posterior_sample`).
 
+    With `top_latent_dim` M > 0, z = (z1, z2) has two stochastic layers, z2 its last M units:
+    p(z2) p(z1|z2) p(x|z1, z2), the prior (N(0, I) or the VampPrior) on z2 and p(z1|z2) a
+    Gaussian from the `top_down` network; q(z2|x) q(z1|x, z2), where q(z1|x, z2) merges the
+    encoder's Gaussian for z1 with p(z1|z2) by precision weighting, as the ladder VAE does
+    (Sonderby et al. 2016). The encoder's (mean, logvar) are then its bottom-up Gaussians for
+    both layers, and `posterior_sample` turns them into the posterior.
+
     `compile` / `fit` / `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
                  dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
-                 posterior_flow_steps=0, **kwargs):
+                 posterior_flow_steps=0, top_latent_dim=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -66,6 +75,17 @@ class VAE(KerasFitMixin, keras.Model):
         self.posterior_flow = (CouplingFlow(latent_dim, posterior_flow_steps, dtype="float32",
                                             name="posterior_flow")
                                if posterior_flow_steps else None)
+        if not 0 <= top_latent_dim < latent_dim:
+            raise TfvaeError(f"the top layer's {top_latent_dim} units must be fewer than "
+                             f"z's {latent_dim}: give --top-latent-dim below --latent-dim")
+        self.top_latent_dim = top_latent_dim
+        self.top_down = None
+        if top_latent_dim:  # p(z1|z2): z2 -> the mean and log-variance of z1
+            self.top_down = keras.Sequential(
+                [keras.layers.Dense(TOP_DOWN_UNITS, activation="relu", dtype=self._hidden_dtype)
+                 for _ in range(2)]
+                + [keras.layers.Dense(2 * (latent_dim - top_latent_dim), dtype="float32")],
+                name="top_down")
 
     @property
     def conditional(self):
@@ -105,7 +125,19 @@ class VAE(KerasFitMixin, keras.Model):
     @property
     def closed_form_kl(self):
         """Whether KL(q(z|x) || p(z)) has a closed form: a Gaussian posterior, N(0, I) prior."""
-        return not self.prior_components and self.posterior_flow is None
+        return (not self.prior_components and self.posterior_flow is None
+                and not self.top_latent_dim)
+
+    def split_layers(self, z):
+        """(z1, z2) of a two-layer model's z [..., latent_dim]: its first and last units."""
+        return z[..., :self.latent_dim - self.top_latent_dim], \
+            z[..., self.latent_dim - self.top_latent_dim:]
+
+    def conditional_prior(self, z2):
+        """p(z1|z2) of a two-layer model: its (mean, logvar), each [..., latent_dim - M]."""
+        flat = self.top_down(tf.reshape(z2, [-1, self.top_latent_dim]))  # takes [batch, M]
+        shape = tf.concat([tf.shape(z2)[:-1], [2 * (self.latent_dim - self.top_latent_dim)]], 0)
+        return tf.split(tf.reshape(flat, shape), 2, axis=-1)
 
     def posterior_sample(self, mean, logvar, eps):
         """Samples z ~ q(z|x) from standard-normal `eps`, with log q(z|x).
@@ -117,16 +149,37 @@ class VAE(KerasFitMixin, keras.Model):
         Returns:
           (z, log_q) shaped [B, (S,) latent] and [B, (S)]. Without a flow q is the encoder's
           Gaussian; with one, z = f(mean + sigma * eps) and log q = log N(.) - log |det df|.
+          A two-layer model first draws z2 from its Gaussian, then z1 from the merge of its
+          Gaussian with p(z1|z2), and log q sums the two layers' log-densities.
         """
         if eps.shape.rank == 3:
             mean, logvar = mean[:, None], logvar[:, None]
-        z = self.reparameterize(mean, logvar, eps)
-        log_q = losses.log_normal_pdf(z, mean, logvar)
+        if self.top_latent_dim:
+            z, log_q = self._two_layer_sample(mean, logvar, eps)
+        else:
+            z = self.reparameterize(mean, logvar, eps)
+            log_q = losses.log_normal_pdf(z, mean, logvar)
         if self.posterior_flow is None:
             return z, log_q
         context = tf.concat([mean, logvar], -1) + tf.zeros_like(z[..., :1])  # broadcast to S
         z, log_det = self.posterior_flow(z, context)
         return z, log_q - log_det
+
+    def _two_layer_sample(self, mean, logvar, eps):
+        (mean1, mean2), (logvar1, logvar2), (eps1, eps2) = map(
+            self.split_layers, (mean, logvar, eps))
+        z2 = self.reparameterize(mean2, logvar2, eps2)
+        prior_mean1, prior_logvar1 = self.conditional_prior(z2)
+        mean1, logvar1 = losses.precision_weighted(mean1, logvar1, prior_mean1, prior_logvar1)
+        z1 = self.reparameterize(mean1, logvar1, eps1)
+        log_q = losses.log_normal_pdf(z2, mean2, logvar2) + losses.log_normal_pdf(
+            z1, mean1, logvar1)
+        return tf.concat([z1, z2], -1), log_q
+
+    def posterior_location(self, mean, logvar):
+        """The z that zero noise gives: the encoder's mean, or where the flow and the second
+        layer take it. What `call` decodes and what the latent figures place an image at."""
+        return self.posterior_sample(mean, logvar, tf.zeros_like(mean))[0]
 
     def intensities(self, logits):
         """Images in [0, 1] from decoder logits: what pictures show.
@@ -163,11 +216,23 @@ class VAE(KerasFitMixin, keras.Model):
         """log p(z) for z [..., latent_dim]; returns [...].
 
         `components`: the VampPrior's (means, logvars) when the caller already has them, so a
-        loop over sample chunks encodes the pseudo-inputs once.
+        loop over sample chunks encodes the pseudo-inputs once. A two-layer model's is
+        log p(z2) + log p(z1|z2).
         """
+        if not self.top_latent_dim:
+            return self._log_top_prior(z, components)
+        z1, z2 = self.split_layers(z)
+        return self._log_top_prior(z2, components) + losses.log_normal_pdf(
+            z1, *self.conditional_prior(z2))
+
+    def _log_top_prior(self, z, components):
+        """log p(z) of the top layer (all of z in a one-layer model)."""
         if not self.prior_components:
             return losses.log_normal_pdf(z, 0.0, 0.0)
-        return losses.log_mixture_normal_pdf(z, *(components or self.prior_components_params()))
+        means, logvars = components or self.prior_components_params()
+        if self.top_latent_dim:
+            means, logvars = self.split_layers(means)[1], self.split_layers(logvars)[1]
+        return losses.log_mixture_normal_pdf(z, means, logvars)
 
     def sample_prior(self, num, seed):
         """`num` draws [num, latent_dim] from p(z), a function of `seed` ([2] ints) alone.
@@ -176,13 +241,20 @@ class VAE(KerasFitMixin, keras.Model):
         follow the prior as it learns.
         """
         eps = tf.random.stateless_normal([num, self.latent_dim], seed=seed)
-        if not self.prior_components:
-            return eps
-        component = tf.random.stateless_uniform(
-            [num], seed=tf.random.experimental.stateless_fold_in(seed, 1),
-            maxval=self.prior_components, dtype=tf.int32)
-        means, logvars = self.prior_components_params()
-        return self.reparameterize(tf.gather(means, component), tf.gather(logvars, component), eps)
+        eps1, eps2 = self.split_layers(eps)
+        top = eps if not self.top_latent_dim else eps2
+        if self.prior_components:
+            component = tf.random.stateless_uniform(
+                [num], seed=tf.random.experimental.stateless_fold_in(seed, 1),
+                maxval=self.prior_components, dtype=tf.int32)
+            means, logvars = self.prior_components_params()
+            if self.top_latent_dim:
+                means, logvars = self.split_layers(means)[1], self.split_layers(logvars)[1]
+            top = self.reparameterize(tf.gather(means, component),
+                                      tf.gather(logvars, component), top)
+        if not self.top_latent_dim:
+            return top
+        return tf.concat([self.reparameterize(*self.conditional_prior(top), eps1), top], -1)
 
     def sample(self, z=None, labels=None, seed=0):
         """Decodes latents `z` (default: 100 draws from the prior keyed by `seed`) to images."""
@@ -197,14 +269,12 @@ class VAE(KerasFitMixin, keras.Model):
         deterministic, so a saved and reloaded model gives identical outputs.
         """
         mean, logvar = self.encode(x, labels)
-        return self.decode(mean, labels), mean, logvar
+        return self.decode(self.posterior_location(mean, logvar), labels), mean, logvar
 
     def build(self, input_shape):
         batch = 1
         labels = tf.zeros([batch], tf.int32) if self.conditional else None
         _, mean, logvar = self.call(tf.zeros([batch, *self.image_shape]), labels)
-        if self.posterior_flow is not None:
-            self.posterior_sample(mean, logvar, tf.zeros_like(mean))  # creates its weights
         self.built = True
 
     def get_config(self):
@@ -212,7 +282,8 @@ class VAE(KerasFitMixin, keras.Model):
                 "likelihood": self.likelihood, "dtype_policy": self.dtype_policy_name,
                 "prior_components": self.prior_components,
                 "image_shape": list(self.image_shape),
-                "posterior_flow_steps": self.posterior_flow_steps, "name": self.name}
+                "posterior_flow_steps": self.posterior_flow_steps,
+                "top_latent_dim": self.top_latent_dim, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -408,7 +479,8 @@ def build_model(config, dtype_policy=None):
                   dtype_policy=dtype_policy,
                   prior_components=config.prior_components,
                   image_shape=config.image_shape,
-                  posterior_flow_steps=config.posterior_flow_steps)
+                  posterior_flow_steps=config.posterior_flow_steps,
+                  top_latent_dim=config.top_latent_dim)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

@@ -32,10 +32,7 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     if objective in ("elbo", "autoencoder"):
         if kl == "analytic" and not model.closed_form_kl:
             raise ValueError("this model's KL has no closed form: use kl='mc'")
-        if model.posterior_flow is None:
-            z, log_qz = model.reparameterize(mean, logvar, eps[:, 0]), None
-        else:
-            z, log_qz = model.posterior_sample(mean, logvar, eps[:, 0])
+        z, log_qz = model.posterior_sample(mean, logvar, eps[:, 0])
         log_px_z = log_likelihood(model, x, model.decode(z, labels))
         log_pz = model.log_prior(z) if kl == "mc" else None
         terms = losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz, log_qz)
@@ -50,17 +47,14 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
 
 def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0,
                        prior_components=None):
-    """Log importance weights [B, S] for z = mean + sigma * eps, eps [B, S, latent].
+    """Log importance weights [B, S] for z ~ q(z|x) drawn from eps [B, S, latent].
 
     Also returns the sample-averaged ELBO terms of the same draws. With `kl_weight` < 1 the
     weights are log p(x|z) + kl_weight * (log p(z) - log q(z|x)), the warm-up form.
     `prior_components` as in `VAE.log_prior`.
     """
     batch, samples = tf.shape(eps)[0], tf.shape(eps)[1]
-    if model.posterior_flow is None:
-        z, log_qz = model.reparameterize(mean[:, None], logvar[:, None], eps), None
-    else:
-        z, log_qz = model.posterior_sample(mean, logvar, eps)  # [B, S, latent], [B, S]
+    z, log_qz = model.posterior_sample(mean, logvar, eps)  # [B, S, latent], [B, S]
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
     logits = tf.reshape(logits, tf.concat([[batch, samples], tf.shape(logits)[1:]], 0))
