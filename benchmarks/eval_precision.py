@@ -14,22 +14,8 @@ import dataclasses
 import time
 
 import numpy as np
-import tensorflow as tf
 
-from tfvae import evaluate, rundir, sources, steps
-
-
-def per_image_nll(model, config, x, labels, k, batch_size):
-    """-L_k of each image, batches seeded as tfvae.evaluate seeds them (seed 0)."""
-    iwae_step = steps.make_iwae_function(model, config, k, evaluate.DEFAULT_CHUNK)
-    base_seed = tf.constant([0, 0], tf.int64)
-    nll = []
-    for index, begin in enumerate(range(0, len(x), batch_size)):
-        seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        rows = iwae_step(tf.constant(x[begin:begin + batch_size]),
-                         tf.constant(labels[begin:begin + batch_size]), seed).numpy()
-        nll.append(-rows[:, 0])
-    return np.concatenate(nll).astype(np.float64)
+from tfvae import evaluate, rundir, sources
 
 
 def main(argv=None):
@@ -46,8 +32,8 @@ def main(argv=None):
     for name, variant_model, variant_config in (("float32", model, config),
                                                  ("mixed bfloat16", mixed_model, mixed_config)):
         started = time.perf_counter()
-        results[name] = per_image_nll(variant_model, variant_config, x, labels, args.k,
-                                      evaluate.DEFAULT_BATCH_SIZE)
+        results[name] = -evaluate.score_images(variant_model, variant_config, x, labels,
+                                               args.k)[:, 0]
         seconds = time.perf_counter() - started
         nll = results[name]
         print(f"{name:<15} NLL {nll.mean():.3f} +/- {nll.std(ddof=1) / np.sqrt(len(nll)):.3f} "

@@ -61,34 +61,19 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     test_x, test_labels = sources.load_test_set(dataclasses.replace(
         config, data_dir=data.usable_data_dir(data_dir, config.data_dir), test_size=subset))
     num_images = len(test_x)
-    iwae_step = steps.make_iwae_function(model, config, k, chunk)
-    base_seed = tf.constant([seed, 0], tf.int64)
-
     progbar = keras.utils.Progbar(num_images, stateful_metrics=["elbo", "iwae"],
                                   verbose=verbose)
-    totals = np.zeros(len(steps.IWAE_METRIC_NAMES))
-    iwae_squares = 0.0  # for the standard error of the mean bound over images
     started = time.perf_counter()
-    for index, begin in enumerate(range(0, num_images, batch_size)):
-        end = min(begin + batch_size, num_images)
-        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        rows = iwae_step(tf.constant(test_x[begin:end]), tf.constant(test_labels[begin:end]),
-                         batch_seed).numpy()
-        if not np.isfinite(rows).all():
-            raise TfvaeError(f"the model gives non-finite log-likelihoods on test images "
-                             f"{begin}-{end - 1}: the checkpoint {checkpoint_path} is broken")
-        totals += rows.sum(axis=0)
-        iwae_squares += float(np.sum(rows[:, 0].astype(np.float64) ** 2))
-        means = totals / end
-        progbar.update(end, [("elbo", means[1]), ("iwae", means[0])])
+    rows = score_images(model, config, test_x, test_labels, k, batch_size, chunk, seed,
+                        progbar, checkpoint_path)
     seconds = time.perf_counter() - started
 
-    result = dict(zip(steps.IWAE_METRIC_NAMES, (totals / num_images).tolist()))
-    variance = max(iwae_squares / num_images - result["iwae"] ** 2, 0.0)
+    result = dict(zip(steps.IWAE_METRIC_NAMES, rows.mean(axis=0).tolist()))
     result.update({
         "nll": -result["iwae"],
         # Over the test images (the images' spread, not the k samples' noise, dominates).
-        "nll_standard_error": float(np.sqrt(variance / max(num_images - 1, 1))),
+        "nll_standard_error": float(rows[:, 0].std(ddof=1) / np.sqrt(num_images))
+        if num_images > 1 else 0.0,
         "nll_bits_per_dim": losses.bits_per_dim(-result["iwae"], config.image_shape),
         "k": k, "images": num_images, "dataset": config.dataset, "seed": seed,
         "mixed_precision": config.mixed_precision,
@@ -98,6 +83,31 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     if write:
         write_json(os.path.join(run_dir, rundir.EVAL_FILE), result)
     return result
+
+
+def score_images(model, config, x, labels, k, batch_size=DEFAULT_BATCH_SIZE,
+                 chunk=DEFAULT_CHUNK, seed=0, progbar=None, checkpoint_path="the checkpoint"):
+    """Per-image IWAE_METRIC_NAMES rows [N, 4] (float64) for images x [N, H, W, C].
+
+    Batch i's samples are keyed by stateless_fold_in([seed, 0], i) alone, so the same images,
+    batch size and seed give the same numbers whatever model or precision scores them.
+    """
+    iwae_step = steps.make_iwae_function(model, config, k, chunk)
+    base_seed = tf.constant([seed, 0], tf.int64)
+    rows = []
+    for index, begin in enumerate(range(0, len(x), batch_size)):
+        end = min(begin + batch_size, len(x))
+        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        batch_rows = iwae_step(tf.constant(x[begin:end]), tf.constant(labels[begin:end]),
+                               batch_seed).numpy().astype(np.float64)
+        if not np.isfinite(batch_rows).all():
+            raise TfvaeError(f"the model gives non-finite log-likelihoods on test images "
+                             f"{begin}-{end - 1}: {checkpoint_path} is broken")
+        rows.append(batch_rows)
+        if progbar is not None:
+            means = np.concatenate(rows).mean(axis=0)
+            progbar.update(end, [("elbo", means[1]), ("iwae", means[0])])
+    return np.concatenate(rows)
 
 
 def summary(result):
