@@ -205,12 +205,16 @@ class VAE(KerasFitMixin, keras.Model):
         return self.intensities(h) if apply_sigmoid else h
 
     def prior_components_params(self):
-        """The VampPrior's components (means, logvars), each [K, latent_dim].
+        """The VampPrior's components (means, logvars), each [K, latent_dim], or [K, M] on a
+        two-layer model's top layer: q(z2|u_k).
 
         Pseudo-inputs are clipped to pixel range as in Tomczak & Welling's hardtanh; a pixel
         pushed outside stops receiving gradient there, as with theirs.
         """
-        return self.encode(tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0))
+        means, logvars = self.encode(tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0))
+        if self.top_latent_dim:
+            return self.split_layers(means)[1], self.split_layers(logvars)[1]
+        return means, logvars
 
     def log_prior(self, z, components=None):
         """log p(z) for z [..., latent_dim]; returns [...].
@@ -229,27 +233,21 @@ class VAE(KerasFitMixin, keras.Model):
         """log p(z) of the top layer (all of z in a one-layer model)."""
         if not self.prior_components:
             return losses.log_normal_pdf(z, 0.0, 0.0)
-        means, logvars = components or self.prior_components_params()
-        if self.top_latent_dim:
-            means, logvars = self.split_layers(means)[1], self.split_layers(logvars)[1]
-        return losses.log_mixture_normal_pdf(z, means, logvars)
+        return losses.log_mixture_normal_pdf(z, *(components or self.prior_components_params()))
 
     def sample_prior(self, num, seed):
         """`num` draws [num, latent_dim] from p(z), a function of `seed` ([2] ints) alone.
 
         A VampPrior draw picks a component and then samples it, so with a fixed seed the draws
-        follow the prior as it learns.
+        follow the prior as it learns. A two-layer model draws z2 so, then z1 from p(z1|z2).
         """
         eps = tf.random.stateless_normal([num, self.latent_dim], seed=seed)
-        eps1, eps2 = self.split_layers(eps)
-        top = eps if not self.top_latent_dim else eps2
+        eps1, top = self.split_layers(eps) if self.top_latent_dim else (None, eps)
         if self.prior_components:
             component = tf.random.stateless_uniform(
                 [num], seed=tf.random.experimental.stateless_fold_in(seed, 1),
                 maxval=self.prior_components, dtype=tf.int32)
             means, logvars = self.prior_components_params()
-            if self.top_latent_dim:
-                means, logvars = self.split_layers(means)[1], self.split_layers(logvars)[1]
             top = self.reparameterize(tf.gather(means, component),
                                       tf.gather(logvars, component), top)
         if not self.top_latent_dim:
