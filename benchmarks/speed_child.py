@@ -75,7 +75,7 @@ def run_tfvae(spec, images, labels):
     # As train.train_and_evaluate sets things up (the real functions, not copies).
     strategy = train.set_up(config, deterministic=spec.get("deterministic", True))
     model, optimizer, _, _ = train.build_state(config, strategy)
-    noise_shape = (1, config.latent_dim)
+    noise_shape = config.train_noise_shape  # k samples per image under --objective iwae
     if spec.get("pipeline") == "per-example":
         batches = per_example_batches(images, labels, config, noise_shape)
     else:

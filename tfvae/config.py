@@ -116,6 +116,12 @@ class Config:
         False, "mixed_float16 on GPU, mixed_bfloat16 on CPU; logits and loss stay float32")
 
     @property
+    def train_noise_shape(self):
+        """The standard-normal noise each training image gets: (samples, latent_dim), with k
+        samples under the IWAE objective and one otherwise."""
+        return (self.k if self.objective == "iwae" else 1, self.latent_dim)
+
+    @property
     def image_shape(self):
         """(height, width, channels) of the images the model sees.
 

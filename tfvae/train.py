@@ -185,10 +185,9 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
         start_epoch = step // steps_per_epoch
         reporter = Reporter(config, workdir, chief, test_x, test_labels, progress)
         record = reporter.resumed(step, start_epoch)
-        samples = config.k if config.objective == "iwae" else 1
         batches = data.train_batches(train_images, train_labels, batch_size=config.batch_size,
                                      seed=config.seed, binarization=config.binarize,
-                                     noise_shape=(samples, config.latent_dim), start_step=step)
+                                     noise_shape=config.train_noise_shape, start_step=step)
         iterator = iter(distribute_batches(strategy, batches))
         train_steps = steps.make_train_function(
             state.model, state.optimizer, config, strategy,
