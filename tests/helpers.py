@@ -2,6 +2,7 @@
 
 import dataclasses
 import gzip
+import json
 import os
 
 import keras
@@ -22,6 +23,13 @@ TINY = dict(model="mlp", hidden_units=(32,), latent_dim=2, train_size=1024, test
 def tiny_config(**overrides):
     """A Config for a real run of a few seconds; `overrides` replace any of its values."""
     return Config(**{**TINY, **overrides})
+
+
+def train_test_elbos(config, run_dir):
+    """Trains `config` into `run_dir` and returns its test ELBO after each epoch."""
+    train.train_and_evaluate(config, run_dir)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line)["test_elbo"] for line in f]
 
 
 def to_argv(config):

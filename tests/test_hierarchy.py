@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, tiny_config
+from helpers import cli_error, tiny_config, train_test_elbos
 from test_flows import randomize
 
 from tfvae import evaluate, losses, rundir, steps, train
@@ -173,9 +173,7 @@ def test_a_two_layer_model_trains_evaluates_and_saves(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
     config = tiny_config(top_latent_dim=1, kl="mc", objective="iwae", k=2, prior_components=5,
                          data_dir=mnist_dir, epochs=2)
-    train.train_and_evaluate(config, run_dir)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        elbos = [json.loads(line)["test_elbo"] for line in f]
+    elbos = train_test_elbos(config, run_dir)
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     assert json.load(open(os.path.join(run_dir, "config.json")))["top_latent_dim"] == 1
     for name in ("manifold.png", "transition.gif"):
