@@ -43,6 +43,10 @@ def test_writes_eval_json_with_iwae_at_least_the_elbo(tiny_run, capsys):
     assert (f"{saved['nll']:.2f} +/- {saved['nll_standard_error']:.2f} nats "
             f"({saved['nll_bits_per_dim']:.4f} bits/dim)") in out
     assert saved["mixed_precision"] is False
+    # The per-image bounds behind the means, for paired comparisons between runs.
+    with np.load(os.path.join(tiny_run, "eval_images.npz")) as images:
+        assert images["rows"].shape == (100, 4)
+        assert images["rows"][:, 0].mean() == pytest.approx(saved["iwae"], rel=1e-12)
 
 
 def test_nll_standard_error_is_the_spread_of_the_images_bounds(tiny_run):
@@ -73,13 +77,53 @@ def test_mixed_precision_scores_the_same_model_within_a_fraction_of_a_nat(tiny_r
 
 
 def test_evaluate_run_depends_only_on_its_seed(tiny_run):
-    kwargs = dict(k=20, subset=30, batch_size=30, chunk=20, verbose=0)
+    kwargs = dict(k=20, subset=30, batch_size=30, chunk=20, verbose=0, save_images=False)
     first = evaluate.evaluate_run(tiny_run, seed=3, **kwargs)
     second = evaluate.evaluate_run(tiny_run, seed=3, **kwargs)
     other = evaluate.evaluate_run(tiny_run, seed=4, **kwargs)
     assert first["iwae"] == second["iwae"] and first["iwae"] != other["iwae"]
     assert first["kl"] == other["kl"]  # the analytic KL does not depend on the samples
     assert first["iwae"] == pytest.approx(other["iwae"], rel=0.02)  # Monte Carlo noise only
+
+
+def test_an_interrupted_evaluation_goes_on_from_the_images_it_scored(tiny_run, monkeypatch,
+                                                                    capsys):
+    kwargs = dict(k=10, subset=40, batch_size=10, chunk=5, seed=5, verbose=0, write=False)
+    path = os.path.join(tiny_run, rundir.EVAL_IMAGES_FILE)
+    if os.path.exists(path):
+        os.remove(path)
+    uninterrupted = evaluate.evaluate_run(tiny_run, save_images=False, **kwargs)
+    assert not os.path.exists(path)
+    score_batches, firsts = evaluate.score_batches, []
+
+    def interrupted_after(batches):
+        def scored(*args, first, **kw):
+            firsts.append(first)
+            for index, rows in enumerate(score_batches(*args, first=first, **kw)):
+                if index == batches:
+                    raise KeyboardInterrupt
+                yield rows
+        return scored
+
+    monkeypatch.setattr(evaluate, "score_batches", interrupted_after(2))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_run(tiny_run, **kwargs)
+    assert np.load(path)["rows"].shape == (20, 4)
+    monkeypatch.setattr(evaluate, "score_batches", interrupted_after(None))
+    resumed = evaluate.evaluate_run(tiny_run, **kwargs)
+    again = evaluate.evaluate_run(tiny_run, **kwargs)  # finished: nothing left to score
+    other_seed = evaluate.evaluate_run(tiny_run, **{**kwargs, "seed": 6})
+    assert firsts == [0, 20, 40, 0]
+    for name in ("iwae", "elbo", "kl", "nll_standard_error"):
+        assert resumed[name] == pytest.approx(uninterrupted[name], rel=1e-9), name
+        assert again[name] == resumed[name], name
+    assert other_seed["iwae"] != resumed["iwae"]
+    assert np.load(path)["rows"][:, 0].mean() == pytest.approx(other_seed["iwae"], rel=1e-12)
+    with open(path, "wb") as f:
+        f.write(b"not an npz")
+    capsys.readouterr()
+    evaluate.evaluate_run(tiny_run, **kwargs)
+    assert firsts[-1] == 0 and "ignoring" in capsys.readouterr().err
 
 
 def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path):

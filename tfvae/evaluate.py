@@ -6,6 +6,7 @@ them to eval.json in the run directory.
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -15,10 +16,11 @@ import tensorflow as tf
 
 from tfvae import data, losses, rundir, sources, steps
 from tfvae.config import ArgumentParser, check_at_least, check_seed
-from tfvae.errors import TfvaeError, exit_on_error
-from tfvae.files import write_json
+from tfvae.errors import TfvaeError, exit_on_error, first_line
+from tfvae.files import atomic_path, write_json
 
-INTERRUPTED = "interrupted: nothing was written; rerun the same command to evaluate again"
+INTERRUPTED = ("interrupted: the images scored so far are kept in the run's "
+               f"{rundir.EVAL_IMAGES_FILE}; rerun the same command to go on from there")
 # 100 images x 50 samples = 5,000 latents decoded per chunk (16 MB of logits). On a 2-core
 # CPU, chunks of 2,000-10,000 latents ran the 400-unit fully connected decoder fastest (~115k
 # samples per CPU-second); 50,000 ran ~20% slower, out of cache. A batch of 100 updates the
@@ -29,7 +31,7 @@ DEFAULT_CHUNK = 50
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
                  chunk=DEFAULT_CHUNK, seed=0, data_dir=None, mixed_precision=False, verbose=1,
-                 write=True):
+                 write=True, save_images=True):
     """Evaluates the newest checkpoint of `run_dir` on the test set and writes eval.json.
 
     Args:
@@ -43,6 +45,9 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         the logits, likelihoods and the bound stay float32. False keeps the run's precision.
       verbose: 1 shows a progress bar.
       write: False leaves eval.json to the caller (`main` prints the numbers first).
+      save_images: keep the per-image bounds in eval_images.npz after every batch, and go on
+        from that file when it holds an unfinished (or finished) evaluation with the same
+        checkpoint, k, seed, batch size, chunk, subset and precision.
 
     Returns:
       The dict written to eval.json: per-image means in nats ('elbo', 'reconstruction', 'kl',
@@ -63,10 +68,23 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     num_images = len(test_x)
     progbar = keras.utils.Progbar(num_images, stateful_metrics=["elbo", "iwae"],
                                   verbose=verbose)
+    settings = {"checkpoint": os.path.basename(checkpoint_path), "dataset": config.dataset,
+                "images": num_images, "k": k, "seed": seed, "batch_size": batch_size,
+                "chunk": chunk, "mixed_precision": config.mixed_precision}
+    images_path = os.path.join(run_dir, rundir.EVAL_IMAGES_FILE)
+    rows, seconds = read_scored_images(images_path, settings) if save_images else (NO_ROWS, 0.0)
+    if len(rows) and verbose:
+        rundir.note(f"going on after the {len(rows)} images already scored in {images_path}")
     started = time.perf_counter()
-    rows = score_images(model, config, test_x, test_labels, k, batch_size, chunk, seed,
-                        progbar, checkpoint_path)
-    seconds = time.perf_counter() - started
+    for batch_rows in score_batches(model, config, test_x, test_labels, k, batch_size, chunk,
+                                    seed, first=len(rows), checkpoint_path=checkpoint_path):
+        rows = np.concatenate([rows, batch_rows])
+        if save_images:
+            write_scored_images(images_path, settings, rows,
+                                seconds + time.perf_counter() - started)
+        means = rows.mean(axis=0)
+        progbar.update(len(rows), [("elbo", means[1]), ("iwae", means[0])])
+    seconds += time.perf_counter() - started
 
     result = dict(zip(steps.IWAE_METRIC_NAMES, rows.mean(axis=0).tolist()))
     result.update({
@@ -86,28 +104,58 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
 
 
 def score_images(model, config, x, labels, k, batch_size=DEFAULT_BATCH_SIZE,
-                 chunk=DEFAULT_CHUNK, seed=0, progbar=None, checkpoint_path="the checkpoint"):
-    """Per-image IWAE_METRIC_NAMES rows [N, 4] (float64) for images x [N, H, W, C].
+                 chunk=DEFAULT_CHUNK, seed=0):
+    """Per-image IWAE_METRIC_NAMES rows [N, 4] (float64) for images x [N, H, W, C]."""
+    return np.concatenate(list(score_batches(model, config, x, labels, k, batch_size, chunk,
+                                             seed)))
+
+
+def score_batches(model, config, x, labels, k, batch_size=DEFAULT_BATCH_SIZE,
+                  chunk=DEFAULT_CHUNK, seed=0, first=0, checkpoint_path="the checkpoint"):
+    """Yields per-image rows [b, 4] batch by batch, from image `first` (a batch boundary).
 
     Batch i's samples are keyed by stateless_fold_in([seed, 0], i) alone, so the same images,
-    batch size and seed give the same numbers whatever model or precision scores them.
+    batch size and seed give the same numbers whatever model or precision scores them, and
+    scoring resumed at a batch boundary gives what an uninterrupted pass gives.
     """
     iwae_step = steps.make_iwae_function(model, config, k, chunk)
     base_seed = tf.constant([seed, 0], tf.int64)
-    rows = []
-    for index, begin in enumerate(range(0, len(x), batch_size)):
+    for begin in range(first, len(x), batch_size):
         end = min(begin + batch_size, len(x))
-        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, begin // batch_size)
         batch_rows = iwae_step(tf.constant(x[begin:end]), tf.constant(labels[begin:end]),
                                batch_seed).numpy().astype(np.float64)
         if not np.isfinite(batch_rows).all():
             raise TfvaeError(f"the model gives non-finite log-likelihoods on test images "
                              f"{begin}-{end - 1}: {checkpoint_path} is broken")
-        rows.append(batch_rows)
-        if progbar is not None:
-            means = np.concatenate(rows).mean(axis=0)
-            progbar.update(end, [("elbo", means[1]), ("iwae", means[0])])
-    return np.concatenate(rows)
+        yield batch_rows
+
+
+NO_ROWS = np.zeros([0, len(steps.IWAE_METRIC_NAMES)])
+
+
+def write_scored_images(path, settings, rows, seconds):
+    """Saves the per-image rows so far, with what produced them and the seconds they took."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, rows=rows, seconds=seconds, settings=json.dumps(settings, sort_keys=True))
+
+
+def read_scored_images(path, settings):
+    """(rows, seconds) saved at `path` by an evaluation with the same `settings`, else none.
+
+    A file from another checkpoint, k, seed, batch size, chunk, subset or precision is
+    ignored, and replaced as soon as the new evaluation has scored a batch.
+    """
+    try:
+        with np.load(path) as saved:
+            if json.loads(str(saved["settings"])) == settings:
+                return saved["rows"], float(saved["seconds"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError) as error:
+        rundir.note(f"ignoring {path}, which could not be read ({first_line(error)}); "
+                    "scoring from the first image")
+    return NO_ROWS, 0.0
 
 
 def summary(result):

@@ -25,6 +25,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 EVAL_FILE = "eval.json"
+EVAL_IMAGES_FILE = "eval_images.npz"  # per-image bounds; lets an interrupted evaluate go on
 LOCK_FILE = ".lock"
 FRAME_PATTERN = "image_at_epoch_{:04d}.png"
 RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
@@ -38,7 +39,7 @@ RECONSTRUCTIONS_FILE = "reconstructions.png"
 DIGIT_PATTERN = "digit_{}.png"
 # Every file name tfvae writes at the top of a run directory; --overwrite removes only these.
 OWN_FILES = re.compile(
-    r"(config\.json|metrics\.jsonl|eval\.json|training\.gif|manifold\.png|transition\.gif"
+    r"(config\.json|metrics\.jsonl|eval\.json|eval_images\.npz|training\.gif|manifold\.png|transition\.gif"
     r"|transition_class\.gif|scatter\.png|samples\.png|reconstructions\.png|digit_\d\.png"
     r"|image_at_epoch_\d{4,}\.png|reconstruction_at_epoch_\d{4,}\.png)")
 CHECKPOINT_FILES = re.compile(r"checkpoint|ckpt-\d+\.(index|data-\d+-of-\d+)")
