@@ -2,8 +2,10 @@
 
 import dataclasses
 import gzip
+import importlib.util
 import json
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -18,6 +20,15 @@ TEST_IMAGES = 30  # in make_run's test split: three of each class
 # A run small enough to train in seconds on a CPU, on real MNIST.
 TINY = dict(model="mlp", hidden_units=(32,), latent_dim=2, train_size=1024, test_size=200,
             batch_size=64, epochs=1, steps_per_call=8)
+
+
+def benchmark_module(name):
+    """benchmarks/<name>.py as a module: the benchmarks are scripts, not an installed package."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(**overrides):

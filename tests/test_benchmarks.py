@@ -1,18 +1,13 @@
 """The benchmarks' FLOP counter against hand-counted multiply-accumulates."""
 
-import importlib.util
-import pathlib
-
 import keras
 import pytest
+from helpers import benchmark_module
 
 from tfvae.config import Config
 from tfvae.models import build_model
 
-_spec = importlib.util.spec_from_file_location(
-    "benchmark_flops", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "flops.py")
-flops = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(flops)
+flops = benchmark_module("flops")
 
 
 class Tiny(keras.Model):

@@ -7,13 +7,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, tiny_config, train_test_elbos
+from helpers import benchmark_module, cli_error, tiny_config, train_test_elbos
 from test_iwae import ppca
 
 from tfvae import evaluate, losses, rundir, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 from tfvae.models import CouplingFlow, MlpVAE
+
+masked_coupling_flow = benchmark_module("flow_speed").masked_coupling_flow
 
 
 def randomize(layer_or_model, seed, scale):
@@ -29,6 +31,26 @@ def test_untrained_flow_is_the_identity():
     out, log_det = flow(z, tf.ones([5, 6]))
     np.testing.assert_array_equal(out, z)
     np.testing.assert_array_equal(log_det, np.zeros(5))
+
+
+@pytest.mark.parametrize("latent_dim", [1, 5, 8])
+def test_flow_computes_the_masked_coupling_layers_with_the_context_once_per_image(latent_dim):
+    flow = CouplingFlow(latent_dim=latent_dim, steps=3, hidden_units=16)
+    z = tf.random.stateless_normal([4, 6, latent_dim], seed=[7, 8])  # 6 samples per image
+    context = tf.random.stateless_normal([4, 1, 5], seed=[9, 10])
+    flow(z, context)
+    randomize(flow, seed=latent_dim, scale=0.7)
+    out, log_det = flow(z, context)
+    flat_context = tf.reshape(tf.broadcast_to(context, [4, 6, 5]), [24, 5])
+    expected_out, expected_log_det = masked_coupling_flow(
+        flow, tf.reshape(z, [24, latent_dim]), flat_context)
+    close = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tf.reshape(out, [24, latent_dim]), expected_out, **close)
+    np.testing.assert_allclose(tf.reshape(log_det, [24]), expected_log_det, **close)
+    assert np.abs(expected_out - tf.reshape(z, [24, latent_dim])).max() > 0.1  # z moved
+    # One sample per image, the context [B, C]: the same map.
+    out_2d, _ = flow(z[:, 0], context[:, 0])
+    np.testing.assert_allclose(out_2d, out[:, 0], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("latent_dim", [1, 2, 5])

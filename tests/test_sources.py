@@ -1,26 +1,20 @@
 """tfvae.sources: folders made from the real MNIST files, tensorflow-datasets, streaming."""
 
 import dataclasses
-import importlib.util
 import json
 import os
-import pathlib
 import shutil
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, tiny_config
+from helpers import benchmark_module, cli_error, tiny_config
 
 from tfvae import data, rundir, sources, train
 from tfvae.config import Config
 
-_spec = importlib.util.spec_from_file_location(
-    "image_folders", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" /
-    "image_folders.py")
-image_folders = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(image_folders)
+image_folders = benchmark_module("image_folders")
 
 COUNT = 60  # images per test folder: 6 of each digit, on average
 

@@ -7,7 +7,6 @@ only when producing images.
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae import losses
@@ -161,7 +160,7 @@ class VAE(KerasFitMixin, keras.Model):
             log_q = losses.log_normal_pdf(z, mean, logvar)
         if self.posterior_flow is None:
             return z, log_q
-        context = tf.concat([mean, logvar], -1) + tf.zeros_like(z[..., :1])  # broadcast to S
+        context = tf.concat([mean, logvar], -1)  # [B, C], or [B, 1, C] beside S samples
         z, log_det = self.posterior_flow(z, context)
         return z, log_q - log_det
 
@@ -303,28 +302,46 @@ class CouplingFlow(keras.layers.Layer):
     def __init__(self, latent_dim, steps, hidden_units=256, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim, self.steps, self.hidden_units = latent_dim, steps, hidden_units
-        first_half = (np.arange(latent_dim) < latent_dim // 2).astype("float32")
-        self.masks = [first_half if t % 2 == 0 else 1.0 - first_half for t in range(steps)]
+        half = latent_dim // 2
+        first, second = slice(0, half), slice(half, latent_dim)
+        self.halves = [(first, second) if t % 2 == 0 else (second, first) for t in range(steps)]
         for t in range(steps):  # attributes, not a list, which tf.train.Checkpoint would miss
             setattr(self, f"coupling_{t}", keras.Sequential(
                 [keras.layers.Dense(hidden_units, activation="relu"),
                  keras.layers.Dense(2 * latent_dim, kernel_initializer="zeros")],
                 name=f"coupling_{t}"))
 
+    def build(self, z_shape, context_shape):
+        for t in range(self.steps):
+            getattr(self, f"coupling_{t}").build((None, self.latent_dim + context_shape[-1]))
+
     def call(self, z, context):
-        """Returns (f(z), log |det df/dz|): z [..., latent_dim], context [..., C] -> [...]."""
-        leading = tf.shape(z)[:-1]
-        z = tf.reshape(z, [-1, self.latent_dim])  # the nets take [batch, features]
-        context = tf.reshape(context, [tf.shape(z)[0], -1])
-        log_det = tf.zeros_like(z[:, 0])
-        for t, mask in enumerate(self.masks):
-            net = getattr(self, f"coupling_{t}")
-            shift, raw_scale = tf.split(net(tf.concat([z * mask, context], -1)), 2, axis=-1)
-            log_scale = (1.0 - mask) * tf.tanh(raw_scale)
-            z = z * mask + (1.0 - mask) * (z * tf.exp(log_scale) + shift)
+        """Returns (f(z), log |det df/dz|) for z [B, (S,) latent_dim] -> [B, (S)].
+
+        `context` is [B, C], or [B, 1, C] for S samples per image. Each coupling net is the
+        Dense pair MLP([z * mask, context]) -> (shift, scale); this computes exactly that but
+        multiplies only what it needs: the kept half of z (the masked half is zero), the
+        moved half's outputs (the kept half's are discarded), and the context once per image
+        rather than once per sample. On the best recipe's shapes that is 2.6x fewer
+        multiply-adds, a 1.45x faster flow and a 1.18x faster training step
+        (benchmarks/flow_speed.py).
+        """
+        z, context = tf.cast(z, tf.float32), tf.cast(context, tf.float32)
+        log_det = tf.zeros_like(z[..., 0])
+        for t, (kept, moved) in enumerate(self.halves):
+            hidden, output = getattr(self, f"coupling_{t}").layers
+            context_part = tf.tensordot(context, hidden.kernel[self.latent_dim:], 1)
+            h = tf.nn.relu(tf.tensordot(z[..., kept], hidden.kernel[kept], 1) + context_part
+                           + hidden.bias)
+            shift_and_scale = tf.concat([output.kernel[:, moved],
+                                         output.kernel[:, self.latent_dim:][:, moved]], 1)
+            bias = tf.concat([output.bias[moved], output.bias[self.latent_dim:][moved]], 0)
+            shift, raw_scale = tf.split(tf.tensordot(h, shift_and_scale, 1) + bias, 2, axis=-1)
+            log_scale = tf.tanh(raw_scale)
+            halves = [z[..., kept], z[..., moved] * tf.exp(log_scale) + shift]
+            z = tf.concat(halves if t % 2 == 0 else halves[::-1], -1)
             log_det += tf.reduce_sum(log_scale, axis=-1)
-        return (tf.reshape(z, tf.concat([leading, [self.latent_dim]], 0)),
-                tf.reshape(log_det, leading))
+        return z, log_det
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "steps": self.steps,
