@@ -109,6 +109,7 @@ def test_an_interrupted_evaluation_goes_on_from_the_images_it_scored(tiny_run, m
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(tiny_run, **kwargs)
     assert np.load(path)["rows"].shape == (20, 4)
+    assert not os.path.exists(os.path.join(tiny_run, rundir.EVAL_LOCK_FILE))  # released
     monkeypatch.setattr(evaluate, "score_batches", interrupted_after(None))
     resumed = evaluate.evaluate_run(tiny_run, **kwargs)
     again = evaluate.evaluate_run(tiny_run, **kwargs)  # finished: nothing left to score
@@ -124,6 +125,21 @@ def test_an_interrupted_evaluation_goes_on_from_the_images_it_scored(tiny_run, m
     capsys.readouterr()
     evaluate.evaluate_run(tiny_run, **kwargs)
     assert firsts[-1] == 0 and "ignoring" in capsys.readouterr().err
+
+
+def test_a_second_evaluation_of_a_run_being_evaluated_is_one_line_and_exit_2(tiny_run, capsys):
+    # The lock as another process's evaluation holds it (flock: each open() is its own holder).
+    with rundir.locked(tiny_run, rundir.EVAL_LOCK_FILE, evaluate.EVAL_BUSY):
+        message = cli_error(evaluate.main, [tiny_run, "--k", "5", "--subset", "10"], capsys)
+        assert f"in use by another tfvae process (PID {os.getpid()})" in message
+        assert "eval_images.npz" in message
+        # Without the per-image file there is nothing to overwrite: it scores.
+        alone = evaluate.evaluate_run(tiny_run, k=5, subset=10, verbose=0, write=False,
+                                      save_images=False)
+    assert np.isfinite(alone["iwae"])
+    result = evaluate.evaluate_run(tiny_run, k=5, subset=10, verbose=0, write=False)
+    assert result["iwae"] == alone["iwae"]
+    assert not os.path.exists(os.path.join(tiny_run, rundir.EVAL_LOCK_FILE))
 
 
 def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path):

@@ -5,6 +5,7 @@ L_k of Burda et al. (2015), whose negative is the usual "test NLL" of VAE papers
 them to eval.json in the run directory.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,8 @@ INTERRUPTED = ("interrupted: the images scored so far are kept in the run's "
 # bar every few seconds at k = 5000.
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_CHUNK = 50
+EVAL_BUSY = ("wait for its evaluation to finish (two evaluations of one run would overwrite "
+             "each other's eval_images.npz)")
 
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
@@ -72,19 +75,25 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
                 "images": num_images, "k": k, "seed": seed, "batch_size": batch_size,
                 "chunk": chunk, "mixed_precision": config.mixed_precision}
     images_path = os.path.join(run_dir, rundir.EVAL_IMAGES_FILE)
-    rows, seconds = read_scored_images(images_path, settings) if save_images else (NO_ROWS, 0.0)
-    if len(rows) and verbose:
-        rundir.note(f"going on after the {len(rows)} images already scored in {images_path}")
-    started = time.perf_counter()
-    for batch_rows in score_batches(model, config, test_x, test_labels, k, batch_size, chunk,
-                                    seed, first=len(rows), checkpoint_path=checkpoint_path):
-        rows = np.concatenate([rows, batch_rows])
-        if save_images:
-            write_scored_images(images_path, settings, rows,
-                                seconds + time.perf_counter() - started)
-        means = rows.mean(axis=0)
-        progbar.update(len(rows), [("elbo", means[1]), ("iwae", means[0])])
-    seconds += time.perf_counter() - started
+    # A second evaluation of this run would overwrite the file this one goes on from.
+    with (rundir.locked(run_dir, rundir.EVAL_LOCK_FILE, EVAL_BUSY) if save_images
+          else contextlib.nullcontext()):
+        rows, seconds = (read_scored_images(images_path, settings) if save_images
+                         else (NO_ROWS, 0.0))
+        if len(rows) and verbose:
+            rundir.note(f"going on after the {len(rows)} images already scored in "
+                        f"{images_path}")
+        started = time.perf_counter()
+        for batch_rows in score_batches(model, config, test_x, test_labels, k, batch_size,
+                                        chunk, seed, first=len(rows),
+                                        checkpoint_path=checkpoint_path):
+            rows = np.concatenate([rows, batch_rows])
+            if save_images:
+                write_scored_images(images_path, settings, rows,
+                                    seconds + time.perf_counter() - started)
+            means = rows.mean(axis=0)
+            progbar.update(len(rows), [("elbo", means[1]), ("iwae", means[0])])
+        seconds += time.perf_counter() - started
 
     result = dict(zip(steps.IWAE_METRIC_NAMES, rows.mean(axis=0).tolist()))
     result.update({

@@ -26,7 +26,8 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 EVAL_FILE = "eval.json"
 EVAL_IMAGES_FILE = "eval_images.npz"  # per-image bounds; lets an interrupted evaluate go on
-LOCK_FILE = ".lock"
+LOCK_FILE = ".lock"  # held by the training process
+EVAL_LOCK_FILE = ".eval.lock"  # held by an evaluation saving eval_images.npz
 FRAME_PATTERN = "image_at_epoch_{:04d}.png"
 RECONSTRUCTION_PATTERN = "reconstruction_at_epoch_{:04d}.png"
 TRAINING_GIF = "training.gif"
@@ -178,16 +179,18 @@ def remove_litter(run_dir):
 
 
 @contextlib.contextmanager
-def locked(run_dir):
-    """Holds an OS lock on `run_dir` while a run trains in it.
+def locked(run_dir, lock_file=LOCK_FILE,
+           advice="wait for it to finish, or choose another --out"):
+    """Holds an OS lock on `run_dir` while a run trains in it (or, with EVAL_LOCK_FILE, while
+    an evaluation writes its per-image file there).
 
     The kernel releases the lock on any exit, even SIGKILL; a clean exit also removes the lock
-    file. A second process refuses with one line naming the holder's PID.
+    file. A second process refuses with one line naming the holder's PID and `advice`.
     """
     ensure_writable(run_dir)
-    path = os.path.join(run_dir, LOCK_FILE)
+    path = os.path.join(run_dir, lock_file)
     try:
-        fd = _acquire(path, run_dir)
+        fd = _acquire(path, run_dir, advice)
     except OSError as error:
         raise write_error(path, error) from None
     try:
@@ -197,7 +200,7 @@ def locked(run_dir):
         os.close(fd)
 
 
-def _acquire(path, run_dir):
+def _acquire(path, run_dir, advice):
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -206,7 +209,7 @@ def _acquire(path, run_dir):
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise TfvaeError(f"{run_dir} is in use by another tfvae process (PID {holder}): "
-                             "wait for it to finish, or choose another --out") from None
+                             f"{advice}") from None
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
