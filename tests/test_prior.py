@@ -1,4 +1,4 @@
-"""The VampPrior (a learned mixture prior) and the cosine learning-rate schedule."""
+"""The VampPrior (a learned mixture prior), the cosine learning-rate schedule and weight decay."""
 
 import dataclasses
 
@@ -131,6 +131,8 @@ def test_l1_under_the_vamp_prior_is_the_single_sample_elbo_and_lk_is_above(vamp_
     ({"prior_components": 10, "kl": "mc", "conditional": True}, "unconditional models"),
     ({"prior_components": -1}, "--prior-components must be 0 or more"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, cosine"),
+    ({"weight_decay": -0.1}, "--weight-decay must be 0 or more"),
+    ({"weight_decay": float("inf")}, "--weight-decay must be 0 or more"),
 ])
 def test_bad_prior_and_schedule_values_are_rejected(changes, message):
     with pytest.raises(TfvaeError, match=message):
@@ -157,3 +159,18 @@ def test_vamp_prior_with_cosine_schedule_trains_and_restores(tmp_path, mnist_dir
     fresh = MlpVAE(latent_dim=4, hidden_units=(64,), prior_components=16)
     fresh.build((None, 28, 28, 1))
     assert np.mean(np.abs(fresh.pseudo_inputs.numpy() - 0.05) > 0.03) < 0.01
+
+
+def test_weight_decay_shrinks_the_networks_weights_and_leaves_the_pseudo_inputs(vamp_model):
+    """With zero gradients Adam moves nothing, so one step is the decay alone: w * (1 - lr wd)."""
+    config = Config(model="mlp", latent_dim=LATENT, hidden_units=(16,),
+                    prior_components=COMPONENTS, kl="mc", learning_rate=0.01, weight_decay=5.0)
+    before = [variable.numpy() for variable in vamp_model.trainable_variables]
+    optimizer = train.make_optimizer(config, vamp_model)
+    optimizer.apply_gradients([(tf.zeros_like(variable), variable)
+                               for variable in vamp_model.trainable_variables])
+    for old, variable in zip(before, vamp_model.trainable_variables):
+        shrink = 1.0 if variable is vamp_model.pseudo_inputs else 1 - 0.01 * 5.0
+        np.testing.assert_allclose(variable.numpy(), old * shrink, rtol=1e-6, atol=1e-7)
+        variable.assign(old)
+    assert np.mean([np.any(old != 0) for old in before]) > 0.5

@@ -102,6 +102,9 @@ class Config:
     lr_schedule: str = _field(
         "constant", "constant, or cosine: anneal the learning rate to 0 over the run's --epochs "
         "(Loshchilov & Hutter 2017)")
+    weight_decay: float = _field(
+        0.0, "decoupled weight decay (AdamW, Loshchilov & Hutter 2019): each step shrinks the "
+        "networks' weights by learning rate x this; the VampPrior's pseudo-inputs are not decayed")
     seed: int = _field(0, f"seeds weights, shuffling, binarization and sampling (0 to {MAX_SEED})")
     steps_per_call: int = _field(
         50, "training steps per compiled call: amortises Python overhead on small batches")
@@ -174,6 +177,8 @@ class Config:
         check_at_least("num-classes", self.num_classes, minimum=0)
         if not self.conv_filters or min(self.conv_filters) < 1:
             raise TfvaeError(f"--conv-filters must be positive sizes, not {self.conv_filters}")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise TfvaeError(f"--weight-decay must be 0 or more, not {self.weight_decay}")
         if not 0 <= self.beta < float("inf"):
             raise TfvaeError(f"--beta must be 0 or more, not {self.beta}")
         if self.objective == "autoencoder" and (self.beta != 1.0 or self.kl_warmup_epochs

@@ -33,7 +33,8 @@ def load_datasets(config):
 
 
 def make_optimizer(config, model, total_steps=None):
-    """Adam, loss-scaled under mixed_float16, with its slots built so checkpoints restore.
+    """Adam (AdamW given --weight-decay), loss-scaled under mixed_float16, with its slots
+    built so checkpoints restore.
 
     `total_steps` is the run's length in steps, which --lr-schedule cosine anneals over.
     """
@@ -42,7 +43,9 @@ def make_optimizer(config, model, total_steps=None):
         if not total_steps:
             raise ValueError("--lr-schedule cosine needs the run's total_steps")
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+    if model.pseudo_inputs is not None:
+        optimizer.exclude_from_weight_decay(var_list=[model.pseudo_inputs])
     if model.dtype_policy_name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
