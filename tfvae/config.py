@@ -50,6 +50,10 @@ class Config:
         0, "0: one stochastic layer; M: two, z = (z1, z2) with z2 the last M of --latent-dim's "
         "units, p(z2) p(z1|z2) p(x|z1, z2), the prior on z2 and q(z1|x, z2) merged as in the "
         "ladder VAE (needs --kl mc)")
+    autoregressive_decoder: bool = _field(
+        False, "add to each pixel's logit a learned linear function of the pixels before it "
+        "(raster order), a fully visible sigmoid belief net on top of the decoder: p(x|z) "
+        "stays exact, pictures become ancestral samples (bernoulli likelihood only)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -212,6 +216,9 @@ class Config:
         if self.binarize == "none" and self.likelihood == "bernoulli":
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood logistic or gaussian")
+        if self.autoregressive_decoder and self.likelihood != "bernoulli":
+            raise TfvaeError("--autoregressive-decoder needs --likelihood bernoulli: drop one "
+                             "of them")
         if self.likelihood == "logistic" and self.binarize != "none":
             raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
                              "--binarize none")

@@ -7,6 +7,7 @@ only when producing images.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfvae import losses
@@ -15,6 +16,7 @@ from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 
 TOP_DOWN_UNITS = 256  # the hidden layers of a two-layer model's p(z1|z2)
+PICTURE_NOISE_SEED = (0, 7)  # the uniforms of an autoregressive decoder's pictures
 
 
 class VAE(KerasFitMixin, keras.Model):
@@ -37,12 +39,16 @@ class VAE(KerasFitMixin, keras.Model):
     (Sonderby et al. 2016). The encoder's (mean, logvar) are then its bottom-up Gaussians for
     both layers, and `posterior_sample` turns them into the posterior.
 
+    With `autoregressive_decoder`, each pixel's logit also depends on the pixels before it
+    (`AutoregressiveLogits`): p(x|z) stays exact, and pictures become ancestral samples.
+
     `compile` / `fit` / `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
     """
 
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
                  dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
-                 posterior_flow_steps=0, top_latent_dim=0, **kwargs):
+                 posterior_flow_steps=0, top_latent_dim=0, autoregressive_decoder=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -74,6 +80,12 @@ class VAE(KerasFitMixin, keras.Model):
         self.posterior_flow = (CouplingFlow(latent_dim, posterior_flow_steps, dtype="float32",
                                             name="posterior_flow")
                                if posterior_flow_steps else None)
+        if autoregressive_decoder and likelihood != "bernoulli":
+            raise TfvaeError(f"an autoregressive decoder needs the Bernoulli likelihood, "
+                             f"not {likelihood!r}")
+        self.autoregressive = (AutoregressiveLogits(math.prod(self.image_shape),
+                                                    dtype="float32", name="autoregressive")
+                               if autoregressive_decoder else None)
         if not 0 <= top_latent_dim < latent_dim:
             raise TfvaeError(f"the top layer's {top_latent_dim} units must be fewer than "
                              f"z's {latent_dim}: give --top-latent-dim below --latent-dim")
@@ -185,12 +197,24 @@ class VAE(KerasFitMixin, keras.Model):
 
         sigmoid(logits), the mean of the Bernoulli and of the Gaussian; under the discretized
         logistic its location clipped to [0, 1] (losses.logistic_parameters), which is nearly
-        its mean once the scale is small.
+        its mean once the scale is small. An autoregressive decoder has no such mean: its
+        pictures are each pixel's probability along an ancestral sample
+        (`AutoregressiveLogits.sample`), drawn with the same uniforms for every image, so a
+        picture depends on z alone and nearby z give similar pictures.
         """
         if self.likelihood == "logistic":
             location, _ = losses.logistic_parameters(logits)
             return tf.clip_by_value(location, 0.0, 1.0)
-        return tf.sigmoid(logits)
+        if self.autoregressive is None:
+            return tf.sigmoid(logits)
+        flat = tf.reshape(logits, [tf.shape(logits)[0], -1])
+        uniform = tf.random.stateless_uniform([1, flat.shape[-1]], seed=PICTURE_NOISE_SEED)
+        return tf.reshape(self.autoregressive.sample(flat, uniform), tf.shape(logits))
+
+    def autoregressive_offsets(self, x):
+        """What the pixels before each pixel of x [..., H, W, C] add to its logit, x's shape."""
+        flat = tf.reshape(x, [-1, math.prod(self.image_shape)])
+        return tf.reshape(self.autoregressive(flat), tf.shape(x))
 
     def decode(self, z, labels=None, apply_sigmoid=False):
         """Decodes z [batch, latent_dim] to logits [batch, H, W, decoder_channels], or images
@@ -280,7 +304,54 @@ class VAE(KerasFitMixin, keras.Model):
                 "prior_components": self.prior_components,
                 "image_shape": list(self.image_shape),
                 "posterior_flow_steps": self.posterior_flow_steps,
-                "top_latent_dim": self.top_latent_dim, "name": self.name}
+                "top_latent_dim": self.top_latent_dim,
+                "autoregressive_decoder": self.autoregressive is not None, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class AutoregressiveLogits(keras.layers.Layer):
+    """Offsets each pixel's logit by a learned linear function of the pixels before it.
+
+    With the decoder's logits f(z), p(x|z) = prod_i Bernoulli(x_i | sigmoid(f_i(z) + sum_{j<i}
+    W_ji x_j)) in raster order over (row, column, channel): a fully visible sigmoid belief net
+    (Frey 1998) whose biases come from z, the visible layer of DARN (Gregor et al. 2014).
+    Scoring x stays exact and costs one [D, D] matmul per image, whatever the number of
+    samples of z; sampling visits the D pixels in turn. W starts at zero, the plain VAE.
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.kernel = self.add_weight(shape=(size, size), initializer="zeros", name="kernel")
+        # kernel[j, i] links input pixel j to output pixel i; only pixels before i count.
+        self.before = np.triu(np.ones((size, size), np.float32), k=1)
+
+    def call(self, x):
+        """x [N, D] -> [N, D]: sum_{j<i} W_ji x_j for each pixel i."""
+        return tf.matmul(x, self.kernel * self.before)
+
+    @tf.function(reduce_retracing=True)  # a graph loop: 7x faster than eager's D steps
+    def sample(self, logits, uniform):
+        """Pixel probabilities [N, D] along the ancestral sample x_i = [u_i < p_i].
+
+        p_i = sigmoid(logits_i + sum_{j<i} W_ji x_j); `logits` [N, D] are f(z), `uniform`
+        [N or 1, D] in (0, 1) the draws.
+        """
+        weights = self.kernel * self.before
+        uniform = tf.broadcast_to(uniform, tf.shape(logits))
+
+        def next_pixel(i, offsets, probabilities):
+            p = tf.sigmoid(logits[:, i] + offsets[:, i])
+            pixel = tf.cast(uniform[:, i] < p, logits.dtype)
+            return i + 1, offsets + pixel[:, None] * weights[i], probabilities.write(i, p)
+
+        _, _, probabilities = tf.while_loop(
+            lambda i, *_: i < self.size, next_pixel,
+            (tf.constant(0), tf.zeros_like(logits), tf.TensorArray(logits.dtype, self.size)))
+        return tf.transpose(probabilities.stack())
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -495,7 +566,8 @@ def build_model(config, dtype_policy=None):
                   prior_components=config.prior_components,
                   image_shape=config.image_shape,
                   posterior_flow_steps=config.posterior_flow_steps,
-                  top_latent_dim=config.top_latent_dim)
+                  top_latent_dim=config.top_latent_dim,
+                  autoregressive_decoder=config.autoregressive_decoder)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

@@ -10,7 +10,13 @@ from tfvae import losses
 
 
 def log_likelihood(model, x, logits):
-    """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes."""
+    """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes.
+
+    `logits` are the decoder's f(z); an autoregressive decoder adds what each pixel's
+    predecessors in x contribute, computed once per image and shared by its samples.
+    """
+    if model.autoregressive is not None:
+        logits = logits + model.autoregressive_offsets(x)
     if model.likelihood == "gaussian":
         return losses.gaussian_log_likelihood(x, logits, model.log_scale)
     if model.likelihood == "logistic":

@@ -1,0 +1,145 @@
+"""The autoregressive decoder (--autoregressive-decoder): each pixel's logit sees the pixels
+before it."""
+
+import itertools
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import cli_error, tiny_config, train_test_elbos
+
+from tfvae import evaluate, figures, losses, rundir, steps, train
+from tfvae.config import Config
+from tfvae.errors import TfvaeError
+from tfvae.models import AutoregressiveLogits, MlpVAE
+
+SMALL_SHAPE = (3, 3, 1)  # 512 binary images: few enough to sum over them all
+
+
+def random_kernel(layer, seed, scale=1.5):
+    rng = np.random.default_rng(seed)
+    layer.kernel.assign(rng.normal(0.0, scale, layer.kernel.shape).astype(np.float32))
+
+
+def small_model(seed=0):
+    """An autoregressive MlpVAE on 3x3 images with a random (far from zero) kernel."""
+    model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
+                   autoregressive_decoder=True)
+    model.build((None, *SMALL_SHAPE))
+    random_kernel(model.autoregressive, seed)
+    return model
+
+
+def all_binary_images(shape):
+    size = int(np.prod(shape))
+    return np.array(list(itertools.product([0.0, 1.0], repeat=size)),
+                    np.float32).reshape(-1, *shape)
+
+
+def test_each_offset_depends_only_on_the_pixels_before_it():
+    layer = AutoregressiveLogits(6)
+    random_kernel(layer, seed=1)
+    x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        offsets = layer(x)
+    jacobian = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
+    kernel = layer.kernel.numpy()
+    expected = np.array([[kernel[j, i] if j < i else 0.0 for j in range(6)] for i in range(6)])
+    np.testing.assert_allclose(jacobian, expected, rtol=1e-6)
+    assert np.count_nonzero(jacobian) == 15  # every earlier pixel counts: 6 * 5 / 2
+
+
+def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
+    model = small_model()
+    images = all_binary_images(SMALL_SHAPE)  # [512, 3, 3, 1]
+    logits = model.decode(tf.constant([[0.3, -1.2]]))  # one z, f(z) [1, 3, 3, 1]
+    repeated = tf.repeat(logits, len(images), axis=0)
+    log_px = steps.log_likelihood(model, images, repeated).numpy()
+    # By hand: sum_i log Bernoulli(x_i | sigmoid(f_i + sum_{j<i} W_ji x_j)).
+    f, kernel = logits.numpy().reshape(-1), model.autoregressive.kernel.numpy()
+    x = images.reshape(len(images), -1)
+    by_hand = np.zeros(len(images))
+    for i in range(x.shape[1]):
+        p = 1.0 / (1.0 + np.exp(-(f[i] + x[:, :i] @ kernel[:i, i])))
+        by_hand += np.log(np.where(x[:, i] == 1.0, p, 1.0 - p))
+    np.testing.assert_allclose(log_px, by_hand, rtol=1e-5, atol=1e-5)
+    assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
+    # The offsets matter: the factorized likelihood of the same logits differs.
+    assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
+
+
+def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z():
+    model = small_model(seed=2)
+    logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
+    draws = 40_000
+    uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
+    probabilities = model.autoregressive.sample(tf.repeat(logits, draws, axis=0), uniform)
+    samples = tf.cast(uniform < probabilities, tf.float32)
+    # Each probability is the model's conditional given the pixels drawn before it.
+    np.testing.assert_allclose(
+        probabilities, tf.sigmoid(logits + model.autoregressive(samples)), rtol=1e-5, atol=1e-6)
+    # And the samples follow p(x|z): compare frequencies with the exact probabilities.
+    images = all_binary_images((9,))
+    exact = np.exp(steps.log_likelihood(model, images.reshape(-1, *SMALL_SHAPE),
+                                        tf.reshape(tf.repeat(logits, 512, axis=0),
+                                                   [-1, *SMALL_SHAPE])).numpy())
+    codes = samples.numpy() @ (2 ** np.arange(8, -1, -1))
+    frequencies = np.bincount(codes.astype(int), minlength=512) / draws
+    assert np.abs(frequencies - exact).max() < 4 * np.sqrt(exact.max() / draws)
+    # A model's pictures use fixed uniforms: the same z gives the same picture.
+    z = tf.constant([[0.5, 0.1], [0.5, 0.1], [-1.0, 2.0]])
+    pictures = model.decode(z, apply_sigmoid=True).numpy()
+    assert pictures.shape == (3, *SMALL_SHAPE)
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+    np.testing.assert_array_equal(figures.decode_images(model, z.numpy(), batch_size=2),
+                                  pictures)
+
+
+def test_an_untrained_autoregressive_decoder_is_the_plain_vae():
+    model = MlpVAE(latent_dim=2, hidden_units=(8,), autoregressive_decoder=True)
+    model.build((None, 28, 28, 1))
+    x = tf.cast(tf.random.stateless_uniform([4, 28, 28, 1], seed=[5, 6]) < 0.3, tf.float32)
+    logits = model.decode(tf.random.stateless_normal([4, 2], seed=[7, 8]))
+    np.testing.assert_allclose(steps.log_likelihood(model, x, logits),
+                               losses.bernoulli_log_likelihood(x, logits), rtol=1e-6)
+    np.testing.assert_allclose(model.intensities(logits), tf.sigmoid(logits), rtol=1e-6)
+
+
+def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
+    with pytest.raises(TfvaeError, match="--autoregressive-decoder needs --likelihood bernoulli"):
+        Config(autoregressive_decoder=True, likelihood="gaussian", binarize="none")
+    with pytest.raises(TfvaeError, match="needs the Bernoulli likelihood"):
+        MlpVAE(latent_dim=2, likelihood="gaussian", autoregressive_decoder=True)
+    message = cli_error(train.main, ["--autoregressive-decoder", "--likelihood", "gaussian",
+                                     "--binarize", "none"], capsys)
+    assert "--autoregressive-decoder needs --likelihood bernoulli" in message
+
+
+def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnist_dir):
+    run_dir = str(tmp_path / "run")
+    config = tiny_config(autoregressive_decoder=True, kl="mc", objective="iwae", k=2,
+                         data_dir=mnist_dir, epochs=2)
+    elbos = train_test_elbos(config, run_dir)
+    assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
+    assert json.load(open(os.path.join(run_dir, "config.json")))["autoregressive_decoder"]
+    for name in ("image_at_epoch_0002.png", "reconstruction_at_epoch_0002.png", "training.gif",
+                 "manifold.png", "transition.gif"):
+        assert os.path.getsize(os.path.join(run_dir, name)) > 0
+    model = rundir.load_run(run_dir).model
+    assert np.abs(model.autoregressive.kernel.numpy()).max() > 0  # trained, and restored
+    result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
+                                   verbose=0)
+    assert np.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"]
+    pictures = model.sample(seed=3).numpy()
+    assert pictures.shape == (100, 28, 28, 1) and 0 <= pictures.min() and pictures.max() <= 1
+    # The Keras way: saved and reloaded, the kernel and the pictures come back.
+    path = str(tmp_path / "ar.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.autoregressive.kernel.numpy(),
+                                  model.autoregressive.kernel.numpy())
+    np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)
