@@ -200,7 +200,7 @@ class VAE(KerasFitMixin, keras.Model):
         its mean once the scale is small. An autoregressive decoder has no such mean: its
         pictures are each pixel's probability along an ancestral sample
         (`AutoregressiveLogits.sample`), drawn with the same uniforms for every image, so a
-        picture depends on z alone and nearby z give similar pictures.
+        picture depends on z alone.
         """
         if self.likelihood == "logistic":
             location, _ = losses.logistic_parameters(logits)
