@@ -143,3 +143,13 @@ def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnis
     np.testing.assert_array_equal(loaded.autoregressive.kernel.numpy(),
                                   model.autoregressive.kernel.numpy())
     np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)
+
+
+def test_an_autoregressive_model_fits_and_predicts_the_keras_way():
+    model = MlpVAE(latent_dim=2, hidden_units=(16,), autoregressive_decoder=True)
+    model.compile(keras.optimizers.Adam(1e-2))  # XLA, as for every MlpVAE
+    x = tf.cast(tf.random.stateless_uniform([64, 28, 28, 1], seed=[9, 9]) < 0.2, tf.float32)
+    model.fit(x, batch_size=32, epochs=2, verbose=0)
+    assert np.abs(model.autoregressive.kernel.numpy()).max() > 0
+    predicted = model.predict(x[:4], verbose=0)
+    np.testing.assert_allclose(predicted, model.intensities(model(x[:4])[0]), atol=1e-6)
