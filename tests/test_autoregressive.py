@@ -20,14 +20,17 @@ SMALL_SHAPE = (3, 3, 1)  # 512 binary images: few enough to sum over them all
 
 
 def random_kernel(layer, seed, scale=1.5):
+    """Gives every weight of the layer (the output kernels too, which start at zero) random
+    values far from zero."""
     rng = np.random.default_rng(seed)
-    layer.kernel.assign(rng.normal(0.0, scale, layer.kernel.shape).astype(np.float32))
+    for weight in layer.weights:
+        weight.assign(rng.normal(0.0, scale, weight.shape).astype(np.float32))
 
 
-def small_model(seed=0):
-    """An autoregressive MlpVAE on 3x3 images with a random (far from zero) kernel."""
+def small_model(seed=0, hidden_units=0):
+    """An autoregressive MlpVAE on 3x3 images with random (far from zero) weights."""
     model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
-                   autoregressive_decoder=True)
+                   autoregressive_decoder=True, autoregressive_hidden_units=hidden_units)
     model.build((None, *SMALL_SHAPE))
     random_kernel(model.autoregressive, seed)
     return model
@@ -53,6 +56,24 @@ def test_each_offset_depends_only_on_the_pixels_before_it():
     assert np.count_nonzero(jacobian) == 15  # every earlier pixel counts: 6 * 5 / 2
 
 
+def test_a_hidden_layer_keeps_each_offset_to_the_pixels_before_it():
+    layer = AutoregressiveLogits(6, hidden_units=4)
+    random_kernel(layer, seed=1)
+    layer.hidden_bias.assign(tf.fill([4], 10.0))  # every unit active: no ReLU hides a path
+    layer.kernel.assign(tf.zeros([6, 6]))  # the hidden layer's paths alone
+    x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        offsets = layer(x)
+    jacobian = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
+    assert np.all(np.triu(jacobian) == 0.0)  # nothing from pixel i itself or after it
+    # The hidden units' degrees 0, 1, 2, 3 (of pixels 0-5) reach every pixel before i, apart
+    # from pixel 4 into pixel 5, which only the linear map links.
+    reachable = np.tril(np.ones((6, 6)), k=-1)
+    reachable[5, 4] = 0.0
+    np.testing.assert_array_equal(jacobian != 0.0, reachable.astype(bool))
+
+
 def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     model = small_model()
     images = all_binary_images(SMALL_SHAPE)  # [512, 3, 3, 1]
@@ -72,8 +93,28 @@ def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
 
 
-def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z():
-    model = small_model(seed=2)
+def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels():
+    model = small_model(hidden_units=5)
+    images = all_binary_images(SMALL_SHAPE)
+    logits = tf.repeat(model.decode(tf.constant([[0.3, -1.2]])), len(images), axis=0)
+    log_px = steps.log_likelihood(model, images, logits).numpy()
+    # By hand: pixel i's conditional computed from an image in which only x_<i is kept.
+    f, x = logits.numpy().reshape(len(images), -1), images.reshape(len(images), -1)
+    by_hand = np.zeros(len(images))
+    for i in range(x.shape[1]):
+        earlier_only = x * (np.arange(x.shape[1]) < i)
+        p = tf.sigmoid(f[:, i] + model.autoregressive(earlier_only)[:, i]).numpy()
+        by_hand += np.log(np.where(x[:, i] == 1.0, p, 1.0 - p))
+    np.testing.assert_allclose(log_px, by_hand, rtol=1e-5, atol=1e-5)
+    assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
+    # The hidden layer matters: without its output the likelihood differs.
+    model.autoregressive.output_kernel.assign(tf.zeros_like(model.autoregressive.output_kernel))
+    assert np.abs(log_px - steps.log_likelihood(model, images, logits).numpy()).max() > 0.5
+
+
+@pytest.mark.parametrize("hidden_units", [0, 5])
+def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(hidden_units):
+    model = small_model(seed=2, hidden_units=hidden_units)
     logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
     draws = 40_000
     uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
@@ -114,6 +155,13 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
         Config(autoregressive_decoder=True, likelihood="gaussian", binarize="none")
     with pytest.raises(TfvaeError, match="needs the Bernoulli likelihood"):
         MlpVAE(latent_dim=2, likelihood="gaussian", autoregressive_decoder=True)
+    with pytest.raises(TfvaeError, match="add --autoregressive-decoder"):
+        Config(autoregressive_hidden_units=8)
+    with pytest.raises(TfvaeError, match="needs autoregressive_decoder=True"):
+        MlpVAE(latent_dim=2, autoregressive_hidden_units=8)
+    message = cli_error(train.main, ["--autoregressive-decoder",
+                                     "--autoregressive-hidden-units", "-1"], capsys)
+    assert "--autoregressive-hidden-units must be 0 or more" in message
     message = cli_error(train.main, ["--autoregressive-decoder", "--likelihood", "gaussian",
                                      "--binarize", "none"], capsys)
     assert "--autoregressive-decoder needs --likelihood bernoulli" in message
@@ -121,16 +169,18 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
 
 def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
-    config = tiny_config(autoregressive_decoder=True, kl="mc", objective="iwae", k=2,
-                         data_dir=mnist_dir, epochs=2)
+    config = tiny_config(autoregressive_decoder=True, autoregressive_hidden_units=16, kl="mc",
+                         objective="iwae", k=2, data_dir=mnist_dir, epochs=2)
     elbos = train_test_elbos(config, run_dir)
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
-    assert json.load(open(os.path.join(run_dir, "config.json")))["autoregressive_decoder"]
+    saved = json.load(open(os.path.join(run_dir, "config.json")))
+    assert saved["autoregressive_decoder"] and saved["autoregressive_hidden_units"] == 16
     for name in ("image_at_epoch_0002.png", "reconstruction_at_epoch_0002.png", "training.gif",
                  "manifold.png", "transition.gif"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0
     model = rundir.load_run(run_dir).model
-    assert np.abs(model.autoregressive.kernel.numpy()).max() > 0  # trained, and restored
+    for weight in (model.autoregressive.kernel, model.autoregressive.output_kernel):
+        assert np.abs(weight.numpy()).max() > 0  # trained from zero, and restored
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
                                    verbose=0)
     assert np.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"]
@@ -140,8 +190,9 @@ def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnis
     path = str(tmp_path / "ar.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.autoregressive.kernel.numpy(),
-                                  model.autoregressive.kernel.numpy())
+    for name in ("kernel", "hidden_kernel", "output_kernel"):
+        np.testing.assert_array_equal(getattr(loaded.autoregressive, name).numpy(),
+                                      getattr(model.autoregressive, name).numpy())
     np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)
 
 

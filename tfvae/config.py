@@ -54,6 +54,9 @@ class Config:
         False, "add to each pixel's logit a learned linear function of the pixels before it "
         "(raster order), a fully visible sigmoid belief net on top of the decoder: p(x|z) "
         "stays exact, pictures become ancestral samples (bernoulli likelihood only)")
+    autoregressive_hidden_units: int = _field(
+        0, "with --autoregressive-decoder, 0: the linear function alone; H: plus one masked "
+        "hidden layer of H ReLU units (MADE), a nonlinear function of the pixels before")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -197,7 +200,7 @@ class Config:
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
-                     "posterior_flow_steps", "top_latent_dim"):
+                     "posterior_flow_steps", "top_latent_dim", "autoregressive_hidden_units"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.top_latent_dim >= self.latent_dim:
             raise TfvaeError(f"--top-latent-dim {self.top_latent_dim} leaves no units for the "
@@ -219,6 +222,9 @@ class Config:
         if self.autoregressive_decoder and self.likelihood != "bernoulli":
             raise TfvaeError("--autoregressive-decoder needs --likelihood bernoulli: drop one "
                              "of them")
+        if self.autoregressive_hidden_units and not self.autoregressive_decoder:
+            raise TfvaeError("--autoregressive-hidden-units applies to the autoregressive "
+                             "decoder: add --autoregressive-decoder")
         if self.likelihood == "logistic" and self.binarize != "none":
             raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
                              "--binarize none")
