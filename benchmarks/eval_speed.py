@@ -6,6 +6,9 @@
 1. The decoder layer by layer on one decode's latents (tfvae.evaluate's default: 100 test images
    x a chunk of 50 samples), then the Bernoulli log-likelihood and logsumexp on its logits: time
    per decoded sample and each layer's FLOPs over its time as a fraction of the roofline.
+   Beside each layer, the same multiply-adds as the one float32 matmul they amount to (a
+   transposed convolution's [pixels, in] x [in, taps x out]): what the layer would cost if its
+   scatter, bias and ReLU were free, and so how far any rewrite of it could go.
 2. tfvae.evaluate's IWAE step at k = 5000 on a few test images: float32 (the default, "before")
    against --mixed-precision, at several decode sizes (images x chunk), as decoded samples/s
    and as a fraction of the decoder's forward roofline. Variants are timed in turn, twice,
@@ -21,6 +24,7 @@ import json
 import os
 import time
 
+import keras
 import tensorflow as tf
 
 from benchmarks import flops
@@ -42,17 +46,35 @@ def seconds_per_call(function, args, seconds):
     return best
 
 
+def as_one_matmul(layer, h):
+    """(inputs, kernel) of the one matmul doing a Dense or Conv2DTranspose layer's
+    multiply-adds on `h`: a transposed convolution's is [pixels, in] x [in, taps x out]."""
+    kernel = tf.convert_to_tensor(layer.kernel)
+    if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel [kh, kw, out, in]
+        kernel = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [kernel.shape[-1], -1])
+    return tf.reshape(h, [-1, kernel.shape[0]]), kernel
+
+
 def layer_breakdown(model, x, num_latents, seconds):
-    """Rows (name, microseconds per decoded sample, MACs per sample) for each decoder layer on
-    `num_latents` latents, then the log-likelihood and logsumexp of the IWAE step."""
+    """Rows (name, microseconds per decoded sample, MACs per sample, microseconds of the same
+    MACs as one matmul or None) for each decoder layer on `num_latents` latents, then the
+    log-likelihood and logsumexp of the IWAE step. A layer and its matmul are timed in turn,
+    twice, keeping each one's faster pass, so both see the machine in the same state."""
     rows = []
     h = tf.random.normal([num_latents, model.latent_dim])
+    matmul = tf.function(tf.matmul)
     for layer in model.decoder.layers:
         call = tf.function(layer.__call__)
         out = call(h)
         macs = flops.layer_macs(layer, (1, *h.shape[1:]), (1, *out.shape[1:]))
-        rows.append((f"{layer.name} -> {'x'.join(map(str, out.shape[1:]))}",
-                     seconds_per_call(call, (h,), seconds) / num_latents * 1e6, macs))
+        timings = [(call, (h,))] + ([(matmul, as_one_matmul(layer, h))] if macs else [])
+        best = [float("inf")] * len(timings)
+        for _ in range(2):
+            for i, (function, args) in enumerate(timings):
+                best[i] = min(best[i], seconds_per_call(function, args, seconds / 2))
+        micros = [b / num_latents * 1e6 for b in best]
+        rows.append((f"{layer.name} -> {'x'.join(map(str, out.shape[1:]))}", micros[0], macs,
+                     micros[1] if macs else None))
         h = out
     logits = tf.cast(h, tf.float32)[None]  # one image's [1, samples, H, W, C]
 
@@ -62,7 +84,7 @@ def layer_breakdown(model, x, num_latents, seconds):
 
     rows.append(("log-likelihood + logsumexp",
                  seconds_per_call(likelihood_and_logsumexp, (logits,), seconds)
-                 / num_latents * 1e6, 0))
+                 / num_latents * 1e6, 0, None))
     return rows
 
 
@@ -97,10 +119,19 @@ def main(argv=None):
 
     default_latents = evaluate.DEFAULT_BATCH_SIZE * min(evaluate.DEFAULT_CHUNK, k)
     breakdown = layer_breakdown(model, x, default_latents, seconds / 2)
-    for name, micros, macs in breakdown:
-        print(f"  {name:<44} {micros:7.1f} us/sample"
-              + (f"  {2 * macs / (micros * 1e3) / gflops_before:5.0%} of roofline"
-                 if macs else ""), flush=True)
+
+    def of_roofline(macs, micros):
+        return f"{2 * macs / (micros * 1e3) / gflops_before:4.0%}"
+
+    print(f"  {'decoder layer':<40} {'us/sample':>10} {'roofline':>9} {'as a matmul':>12} "
+          f"{'roofline':>9}")
+    for name, micros, macs, matmul_micros in breakdown:
+        print(f"  {name:<40} {micros:10.1f} {of_roofline(macs, micros) if macs else '':>9}"
+              + (f" {matmul_micros:12.1f} {of_roofline(macs, matmul_micros):>9}"
+                 if matmul_micros else ""), flush=True)
+    matmuls = sum(row[3] for row in breakdown if row[3])
+    print(f"  the decoder's multiply-adds as plain matmuls, nothing else: {matmuls:.1f} us/sample,"
+          f" {of_roofline(decoder_macs, matmuls)} of the roofline", flush=True)
 
     # (label, model, config, chunk): decode sizes are images x chunk latents.
     default_chunk = max(1, min(k, default_latents // len(x)))
@@ -135,8 +166,9 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump({"model": args.model, "k": k, "matmul_gflops": [gflops_before, gflops_after],
                    "decoder_macs": decoder_macs, "layers": [
-                       {"layer": n, "microseconds_per_sample": m, "macs": c}
-                       for n, m, c in breakdown], "iwae": rows}, f, indent=1)
+                       {"layer": n, "microseconds_per_sample": m, "macs": c,
+                        "as_one_matmul_microseconds_per_sample": mm}
+                       for n, m, c, mm in breakdown], "iwae": rows}, f, indent=1)
     print(f"wrote {args.out}")
 
 
