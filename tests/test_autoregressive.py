@@ -27,10 +27,11 @@ def random_kernel(layer, seed, scale=1.5):
         weight.assign(rng.normal(0.0, scale, weight.shape).astype(np.float32))
 
 
-def small_model(seed=0, hidden_units=0):
+def small_model(seed=0, hidden_units=0, conditional=False):
     """An autoregressive MlpVAE on 3x3 images with random (far from zero) weights."""
     model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
-                   autoregressive_decoder=True, autoregressive_hidden_units=hidden_units)
+                   autoregressive_decoder=True, autoregressive_hidden_units=hidden_units,
+                   autoregressive_conditional=conditional)
     model.build((None, *SMALL_SHAPE))
     random_kernel(model.autoregressive, seed)
     return model
@@ -93,17 +94,20 @@ def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
 
 
-def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels():
-    model = small_model(hidden_units=5)
+@pytest.mark.parametrize("conditional", [False, True])
+def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels(
+        conditional):
+    model = small_model(hidden_units=5, conditional=conditional)
     images = all_binary_images(SMALL_SHAPE)
     logits = tf.repeat(model.decode(tf.constant([[0.3, -1.2]])), len(images), axis=0)
     log_px = steps.log_likelihood(model, images, logits).numpy()
     # By hand: pixel i's conditional computed from an image in which only x_<i is kept.
     f, x = logits.numpy().reshape(len(images), -1), images.reshape(len(images), -1)
+    context = f if conditional else None
     by_hand = np.zeros(len(images))
     for i in range(x.shape[1]):
         earlier_only = x * (np.arange(x.shape[1]) < i)
-        p = tf.sigmoid(f[:, i] + model.autoregressive(earlier_only)[:, i]).numpy()
+        p = tf.sigmoid(f[:, i] + model.autoregressive(earlier_only, context)[:, i]).numpy()
         by_hand += np.log(np.where(x[:, i] == 1.0, p, 1.0 - p))
     np.testing.assert_allclose(log_px, by_hand, rtol=1e-5, atol=1e-5)
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
@@ -112,17 +116,20 @@ def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_ea
     assert np.abs(log_px - steps.log_likelihood(model, images, logits).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units", [0, 5])
-def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(hidden_units):
-    model = small_model(seed=2, hidden_units=hidden_units)
+@pytest.mark.parametrize("hidden_units,conditional", [(0, False), (5, False), (5, True)])
+def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(
+        hidden_units, conditional):
+    model = small_model(seed=2, hidden_units=hidden_units, conditional=conditional)
     logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
     draws = 40_000
     uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
-    probabilities = model.autoregressive.sample(tf.repeat(logits, draws, axis=0), uniform)
+    repeated = tf.repeat(logits, draws, axis=0)
+    probabilities = model.autoregressive.sample(repeated, uniform)
     samples = tf.cast(uniform < probabilities, tf.float32)
     # Each probability is the model's conditional given the pixels drawn before it.
     np.testing.assert_allclose(
-        probabilities, tf.sigmoid(logits + model.autoregressive(samples)), rtol=1e-5, atol=1e-6)
+        probabilities, tf.sigmoid(repeated + model.autoregressive(samples, repeated)),
+        rtol=1e-5, atol=1e-6)
     # And the samples follow p(x|z): compare frequencies with the exact probabilities.
     images = all_binary_images((9,))
     exact = np.exp(steps.log_likelihood(model, images.reshape(-1, *SMALL_SHAPE),
@@ -138,6 +145,36 @@ def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z
     np.testing.assert_array_equal(pictures[0], pictures[1])
     np.testing.assert_array_equal(figures.decode_images(model, z.numpy(), batch_size=2),
                                   pictures)
+
+
+def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel():
+    layer = AutoregressiveLogits(6, hidden_units=4, conditional=True)
+    random_kernel(layer, seed=1)
+    layer.hidden_bias.assign(tf.fill([4], 10.0))  # every unit active: no ReLU hides a path
+    x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
+    logits = tf.random.stateless_normal([1, 6], seed=[0, 2])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, logits])
+        offsets = layer(x, logits)
+    into_pixel_from_x = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
+    into_pixel_from_z = tape.jacobian(offsets, logits)[0, :, 0, :].numpy()
+    assert np.all(np.triu(into_pixel_from_x) == 0.0) and np.count_nonzero(into_pixel_from_x) == 15
+    # Every pixel after the first has a hidden unit feeding it, and so sees all of f(z); the
+    # first pixel is fed by none, so its conditional is f_0(z) alone.
+    assert np.all(into_pixel_from_z[0] == 0.0) and np.all(into_pixel_from_z[1:] != 0.0)
+
+
+def test_a_conditional_layer_scores_each_sample_of_z_against_its_own_image():
+    """x [B, 1, ...] beside logits [B, S, ...], the IWAE layout, equals S separate calls."""
+    model = small_model(seed=4, hidden_units=5, conditional=True)
+    x = tf.constant(all_binary_images(SMALL_SHAPE)[[3, 100, 511]])  # [3, 3, 3, 1]
+    z = tf.random.stateless_normal([3, 4, 2], seed=[1, 2])
+    logits = tf.reshape(model.decode(tf.reshape(z, [12, 2])), [3, 4, *SMALL_SHAPE])
+    together = steps.log_likelihood(model, x[:, None], logits).numpy()  # [3, 4]
+    one_by_one = np.stack([steps.log_likelihood(model, x, logits[:, s]).numpy()
+                           for s in range(4)], axis=1)
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-6)
+    assert np.ptp(together, axis=1).min() > 0.1  # the samples of z differ, and it shows
 
 
 def test_an_untrained_autoregressive_decoder_is_the_plain_vae():
@@ -159,6 +196,12 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
         Config(autoregressive_hidden_units=8)
     with pytest.raises(TfvaeError, match="needs autoregressive_decoder=True"):
         MlpVAE(latent_dim=2, autoregressive_hidden_units=8)
+    with pytest.raises(TfvaeError, match="add --autoregressive-hidden-units H"):
+        Config(autoregressive_decoder=True, autoregressive_conditional=True)
+    with pytest.raises(TfvaeError, match="needs autoregressive_hidden_units"):
+        MlpVAE(latent_dim=2, autoregressive_decoder=True, autoregressive_conditional=True)
+    with pytest.raises(TfvaeError, match="needs hidden units"):
+        AutoregressiveLogits(6, conditional=True)
     message = cli_error(train.main, ["--autoregressive-decoder",
                                      "--autoregressive-hidden-units", "-1"], capsys)
     assert "--autoregressive-hidden-units must be 0 or more" in message
@@ -169,16 +212,19 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
 
 def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
-    config = tiny_config(autoregressive_decoder=True, autoregressive_hidden_units=16, kl="mc",
-                         objective="iwae", k=2, data_dir=mnist_dir, epochs=2)
+    config = tiny_config(autoregressive_decoder=True, autoregressive_hidden_units=16,
+                         autoregressive_conditional=True, kl="mc", objective="iwae", k=2,
+                         data_dir=mnist_dir, epochs=2)
     elbos = train_test_elbos(config, run_dir)
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     saved = json.load(open(os.path.join(run_dir, "config.json")))
     assert saved["autoregressive_decoder"] and saved["autoregressive_hidden_units"] == 16
+    assert saved["autoregressive_conditional"]
     for name in ("image_at_epoch_0002.png", "reconstruction_at_epoch_0002.png", "training.gif",
                  "manifold.png", "transition.gif"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0
     model = rundir.load_run(run_dir).model
+    assert model.autoregressive.conditional
     for weight in (model.autoregressive.kernel, model.autoregressive.output_kernel):
         assert np.abs(weight.numpy()).max() > 0  # trained from zero, and restored
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
@@ -190,7 +236,7 @@ def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnis
     path = str(tmp_path / "ar.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    for name in ("kernel", "hidden_kernel", "output_kernel"):
+    for name in ("kernel", "hidden_kernel", "output_kernel", "context_kernel"):
         np.testing.assert_array_equal(getattr(loaded.autoregressive, name).numpy(),
                                       getattr(model.autoregressive, name).numpy())
     np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)

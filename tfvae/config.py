@@ -57,6 +57,10 @@ class Config:
     autoregressive_hidden_units: int = _field(
         0, "with --autoregressive-decoder, 0: the linear function alone; H: plus one masked "
         "hidden layer of H ReLU units (MADE), a nonlinear function of the pixels before")
+    autoregressive_conditional: bool = _field(
+        False, "with --autoregressive-hidden-units, let the hidden units also see the "
+        "decoder's probabilities for every pixel, so that how a pixel depends on the ones "
+        "before it changes with z (the hidden layer then runs once per sample of z)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -225,6 +229,9 @@ class Config:
         if self.autoregressive_hidden_units and not self.autoregressive_decoder:
             raise TfvaeError("--autoregressive-hidden-units applies to the autoregressive "
                              "decoder: add --autoregressive-decoder")
+        if self.autoregressive_conditional and not self.autoregressive_hidden_units:
+            raise TfvaeError("--autoregressive-conditional conditions the autoregressive "
+                             "hidden layer on z: add --autoregressive-hidden-units H")
         if self.likelihood == "logistic" and self.binarize != "none":
             raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
                              "--binarize none")

@@ -48,7 +48,7 @@ class VAE(KerasFitMixin, keras.Model):
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
                  dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
                  posterior_flow_steps=0, top_latent_dim=0, autoregressive_decoder=False,
-                 autoregressive_hidden_units=0, **kwargs):
+                 autoregressive_hidden_units=0, autoregressive_conditional=False, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -85,8 +85,11 @@ class VAE(KerasFitMixin, keras.Model):
                              f"not {likelihood!r}")
         if autoregressive_hidden_units and not autoregressive_decoder:
             raise TfvaeError("autoregressive_hidden_units needs autoregressive_decoder=True")
+        if autoregressive_conditional and not autoregressive_hidden_units:
+            raise TfvaeError("autoregressive_conditional needs autoregressive_hidden_units")
         self.autoregressive = (AutoregressiveLogits(math.prod(self.image_shape),
                                                     autoregressive_hidden_units,
+                                                    autoregressive_conditional,
                                                     dtype="float32", name="autoregressive")
                                if autoregressive_decoder else None)
         if not 0 <= top_latent_dim < latent_dim:
@@ -214,10 +217,19 @@ class VAE(KerasFitMixin, keras.Model):
         uniform = tf.random.stateless_uniform([1, flat.shape[-1]], seed=PICTURE_NOISE_SEED)
         return tf.reshape(self.autoregressive.sample(flat, uniform), tf.shape(logits))
 
-    def autoregressive_offsets(self, x):
-        """What the pixels before each pixel of x [..., H, W, C] add to its logit, x's shape."""
-        flat = tf.reshape(x, [-1, math.prod(self.image_shape)])
-        return tf.reshape(self.autoregressive(flat), tf.shape(x))
+    def autoregressive_offsets(self, x, logits):
+        """What the pixels before each pixel of x [..., H, W, C] add to its logit.
+
+        `logits` are the decoder's f(z) for x, with extra sample axes after x's leading ones
+        (x [B, 1, H, W, C] beside logits [B, S, H, W, C]). The offsets have x's shape, or
+        with a conditional layer, which also reads f(z), the logits'.
+        """
+        size = math.prod(self.image_shape)
+        flat = tf.reshape(x, [-1, size])
+        if not self.autoregressive.conditional:
+            return tf.reshape(self.autoregressive(flat), tf.shape(x))
+        return tf.reshape(self.autoregressive(flat, tf.reshape(logits, [-1, size])),
+                          tf.shape(logits))
 
     def decode(self, z, labels=None, apply_sigmoid=False):
         """Decodes z [batch, latent_dim] to logits [batch, H, W, decoder_channels], or images
@@ -311,6 +323,8 @@ class VAE(KerasFitMixin, keras.Model):
                 "autoregressive_decoder": self.autoregressive is not None,
                 "autoregressive_hidden_units": (self.autoregressive.hidden_units
                                                 if self.autoregressive else 0),
+                "autoregressive_conditional": (self.autoregressive is not None
+                                               and self.autoregressive.conditional),
                 "name": self.name}
 
 
@@ -326,12 +340,19 @@ class AutoregressiveLogits(keras.layers.Layer):
     and sees the pixels j <= m_k, and feeds the pixels i > m_k. Scoring x stays exact and costs
     one pass of g per image, whatever the number of samples of z; sampling visits the D pixels
     in turn. The weights into the output start at zero: an untrained layer is the plain VAE.
+
+    With `conditional`, every hidden unit also sees sigmoid(f(z)), the decoder's probabilities
+    for all D pixels (z, not x, so no mask): g_i(x_<i, z), and how a pixel depends on the ones
+    before it changes with z. The hidden layer then runs once per sample of z.
     """
 
-    def __init__(self, size, hidden_units=0, **kwargs):
+    def __init__(self, size, hidden_units=0, conditional=False, **kwargs):
         super().__init__(**kwargs)
+        if conditional and not hidden_units:
+            raise TfvaeError("a conditional autoregressive layer needs hidden units")
         self.size = size
         self.hidden_units = hidden_units
+        self.conditional = conditional
         self.kernel = self.add_weight(shape=(size, size), initializer="zeros", name="kernel")
         # kernel[j, i] links input pixel j to output pixel i; only pixels before i count.
         self.before = np.triu(np.ones((size, size), np.float32), k=1)
@@ -347,15 +368,32 @@ class AutoregressiveLogits(keras.layers.Layer):
                                                name="hidden_bias")
             self.output_kernel = self.add_weight(shape=(hidden_units, size),
                                                  initializer="zeros", name="output_kernel")
+        if conditional:
+            self.context_kernel = self.add_weight(shape=(size, hidden_units),
+                                                  initializer="glorot_uniform",
+                                                  name="context_kernel")
 
-    def call(self, x):
-        """x [N, D] -> [N, D]: g_i(x_<i) for each pixel i."""
+    def call(self, x, logits=None):
+        """g_i(x_<i) for each pixel i: x [N, D] -> [N, D].
+
+        A conditional layer also takes the decoder's `logits` f(z), [N, D] or [N, S, D] for S
+        samples of z per image, and returns their shape.
+        """
         offsets = tf.matmul(x, self.kernel * self.before)
-        if self.hidden_units:
-            hidden = tf.nn.relu(tf.matmul(x, self.hidden_kernel * self.into_hidden_mask)
-                                + self.hidden_bias)
-            offsets += tf.matmul(hidden, self.output_kernel * self.out_of_hidden_mask)
-        return offsets
+        if not self.hidden_units:
+            return offsets
+        hidden = tf.matmul(x, self.hidden_kernel * self.into_hidden_mask) + self.hidden_bias
+        out_of_hidden = self.output_kernel * self.out_of_hidden_mask
+        if not self.conditional:
+            return offsets + tf.matmul(tf.nn.relu(hidden), out_of_hidden)
+        samples = tf.reshape(tf.sigmoid(logits), [tf.shape(x)[0], -1, self.size])  # [N, S, D]
+        context = tf.reshape(tf.matmul(tf.reshape(samples, [-1, self.size]), self.context_kernel),
+                             tf.concat([tf.shape(samples)[:2], [self.hidden_units]], 0))
+        hidden = tf.nn.relu(hidden[:, None] + context)  # [N, S, H]
+        offsets = offsets[:, None] + tf.reshape(
+            tf.matmul(tf.reshape(hidden, [-1, self.hidden_units]), out_of_hidden),
+            tf.shape(samples))
+        return tf.reshape(offsets, tf.shape(logits))
 
     @tf.function(reduce_retracing=True)  # a graph loop: 7x faster than eager's D steps
     def sample(self, logits, uniform):
@@ -372,6 +410,8 @@ class AutoregressiveLogits(keras.layers.Layer):
             into_hidden = self.hidden_kernel * self.into_hidden_mask
             out_of_hidden = self.output_kernel * self.out_of_hidden_mask
             hidden_inputs = tf.broadcast_to(self.hidden_bias, [batch, self.hidden_units])
+            if self.conditional:
+                hidden_inputs += tf.matmul(tf.sigmoid(logits), self.context_kernel)
         else:  # no hidden layer: an empty one adds nothing
             into_hidden = tf.zeros([self.size, 0])
             out_of_hidden = tf.zeros([0, self.size])
@@ -391,7 +431,8 @@ class AutoregressiveLogits(keras.layers.Layer):
         return tf.transpose(probabilities.stack())
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size, "hidden_units": self.hidden_units}
+        return {**super().get_config(), "size": self.size, "hidden_units": self.hidden_units,
+                "conditional": self.conditional}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -608,7 +649,8 @@ def build_model(config, dtype_policy=None):
                   posterior_flow_steps=config.posterior_flow_steps,
                   top_latent_dim=config.top_latent_dim,
                   autoregressive_decoder=config.autoregressive_decoder,
-                  autoregressive_hidden_units=config.autoregressive_hidden_units)
+                  autoregressive_hidden_units=config.autoregressive_hidden_units,
+                  autoregressive_conditional=config.autoregressive_conditional)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

@@ -16,7 +16,7 @@ def log_likelihood(model, x, logits):
     predecessors in x contribute, computed once per image and shared by its samples.
     """
     if model.autoregressive is not None:
-        logits = logits + model.autoregressive_offsets(x)
+        logits = logits + model.autoregressive_offsets(x, logits)
     if model.likelihood == "gaussian":
         return losses.gaussian_log_likelihood(x, logits, model.log_scale)
     if model.likelihood == "logistic":
