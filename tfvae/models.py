@@ -386,13 +386,14 @@ class AutoregressiveLogits(keras.layers.Layer):
         out_of_hidden = self.output_kernel * self.out_of_hidden_mask
         if not self.conditional:
             return offsets + tf.matmul(tf.nn.relu(hidden), out_of_hidden)
-        samples = tf.reshape(tf.sigmoid(logits), [tf.shape(x)[0], -1, self.size])  # [N, S, D]
-        context = tf.reshape(tf.matmul(tf.reshape(samples, [-1, self.size]), self.context_kernel),
-                             tf.concat([tf.shape(samples)[:2], [self.hidden_units]], 0))
+        probabilities = tf.reshape(tf.sigmoid(logits), [tf.shape(x)[0], -1, self.size])  # [N, S, D]
+        context = tf.reshape(
+            tf.matmul(tf.reshape(probabilities, [-1, self.size]), self.context_kernel),
+            tf.concat([tf.shape(probabilities)[:2], [self.hidden_units]], 0))
         hidden = tf.nn.relu(hidden[:, None] + context)  # [N, S, H]
         offsets = offsets[:, None] + tf.reshape(
             tf.matmul(tf.reshape(hidden, [-1, self.hidden_units]), out_of_hidden),
-            tf.shape(samples))
+            tf.shape(probabilities))
         return tf.reshape(offsets, tf.shape(logits))
 
     @tf.function(reduce_retracing=True)  # a graph loop: 7x faster than eager's D steps
@@ -401,7 +402,8 @@ class AutoregressiveLogits(keras.layers.Layer):
 
         p_i = sigmoid(logits_i + g_i(x_<i)); `logits` [N, D] are f(z), `uniform` [N or 1, D]
         in (0, 1) the draws. Each drawn pixel updates the linear offsets and the hidden layer's
-        inputs, so a step costs O(N (D + H)).
+        inputs (a conditional layer's start from what f(z) gives them), so a step costs
+        O(N (D + H)).
         """
         weights = self.kernel * self.before
         uniform = tf.broadcast_to(uniform, tf.shape(logits))
