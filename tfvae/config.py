@@ -61,11 +61,6 @@ class Config:
         False, "with --autoregressive-hidden-units, let the hidden units also see the "
         "decoder's probabilities for every pixel, so that how a pixel depends on the ones "
         "before it changes with z (the hidden layer then runs once per sample of z)")
-    masked_decoder_layer: bool = _field(
-        False, "with --autoregressive-decoder and --model mlp, make the decoder's last hidden "
-        "layer a masked one (MADE): half its units also see the pixels before the ones they "
-        "feed, so how a pixel depends on the ones before it changes with z, at the plain "
-        "decoder's cost per sample of z")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -237,13 +232,6 @@ class Config:
         if self.autoregressive_conditional and not self.autoregressive_hidden_units:
             raise TfvaeError("--autoregressive-conditional conditions the autoregressive "
                              "hidden layer on z: add --autoregressive-hidden-units H")
-        if self.masked_decoder_layer and (not self.autoregressive_decoder
-                                          or self.model != "mlp"):
-            raise TfvaeError("--masked-decoder-layer masks the fully connected decoder's last "
-                             "layer: add --autoregressive-decoder and --model mlp")
-        if self.masked_decoder_layer and self.autoregressive_hidden_units:
-            raise TfvaeError("--masked-decoder-layer replaces --autoregressive-hidden-units' "
-                             "separate hidden layer: drop one of them")
         if self.likelihood == "logistic" and self.binarize != "none":
             raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
                              "--binarize none")

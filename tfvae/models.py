@@ -40,9 +40,7 @@ class VAE(KerasFitMixin, keras.Model):
     both layers, and `posterior_sample` turns them into the posterior.
 
     With `autoregressive_decoder`, each pixel's logit also depends on the pixels before it
-    (`AutoregressiveLogits`): p(x|z) stays exact, and pictures become ancestral samples. With
-    `masked_decoder_layer` as well (MlpVAE), the decoder's last hidden layer is that layer's
-    hidden layer, and `decode` returns its pre-activations rather than logits.
+    (`AutoregressiveLogits`): p(x|z) stays exact, and pictures become ancestral samples.
 
     `compile` / `fit` / `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
     """
@@ -50,8 +48,7 @@ class VAE(KerasFitMixin, keras.Model):
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
                  dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
                  posterior_flow_steps=0, top_latent_dim=0, autoregressive_decoder=False,
-                 autoregressive_hidden_units=0, autoregressive_conditional=False,
-                 masked_decoder_layer=False, **kwargs):
+                 autoregressive_hidden_units=0, autoregressive_conditional=False, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -90,18 +87,11 @@ class VAE(KerasFitMixin, keras.Model):
             raise TfvaeError("autoregressive_hidden_units needs autoregressive_decoder=True")
         if autoregressive_conditional and not autoregressive_hidden_units:
             raise TfvaeError("autoregressive_conditional needs autoregressive_hidden_units")
-        if masked_decoder_layer and (not autoregressive_decoder or autoregressive_hidden_units):
-            raise TfvaeError("masked_decoder_layer needs autoregressive_decoder=True and no "
-                             "autoregressive_hidden_units")
-        self.masked_decoder_layer = masked_decoder_layer
-        self.autoregressive_hidden_units = autoregressive_hidden_units
-        # A masked decoder layer's AutoregressiveLogits is built by the subclass, which knows
-        # the decoder's width.
         self.autoregressive = (AutoregressiveLogits(math.prod(self.image_shape),
                                                     autoregressive_hidden_units,
                                                     autoregressive_conditional,
                                                     dtype="float32", name="autoregressive")
-                               if autoregressive_decoder and not masked_decoder_layer else None)
+                               if autoregressive_decoder else None)
         if not 0 <= top_latent_dim < latent_dim:
             raise TfvaeError(f"the top layer's {top_latent_dim} units must be fewer than "
                              f"z's {latent_dim}: give --top-latent-dim below --latent-dim")
@@ -209,7 +199,7 @@ class VAE(KerasFitMixin, keras.Model):
         return self.posterior_sample(mean, logvar, tf.zeros_like(mean))[0]
 
     def intensities(self, logits):
-        """Images in [0, 1] from the decoder's output: what pictures show.
+        """Images in [0, 1] from decoder logits: what pictures show.
 
         sigmoid(logits), the mean of the Bernoulli and of the Gaussian; under the discretized
         logistic its location clipped to [0, 1] (losses.logistic_parameters), which is nearly
@@ -224,27 +214,26 @@ class VAE(KerasFitMixin, keras.Model):
         if self.autoregressive is None:
             return tf.sigmoid(logits)
         flat = tf.reshape(logits, [tf.shape(logits)[0], -1])
-        uniform = tf.random.stateless_uniform([1, self.autoregressive.size],
-                                              seed=PICTURE_NOISE_SEED)
-        return tf.reshape(self.autoregressive.sample(flat, uniform), [-1, *self.image_shape])
+        uniform = tf.random.stateless_uniform([1, flat.shape[-1]], seed=PICTURE_NOISE_SEED)
+        return tf.reshape(self.autoregressive.sample(flat, uniform), tf.shape(logits))
 
-    def autoregressive_logits(self, x, decoded):
-        """The logits of x [..., H, W, C] under the autoregressive decoder.
+    def autoregressive_offsets(self, x, logits):
+        """What the pixels before each pixel of x [..., H, W, C] add to its logit.
 
-        `decoded` is the decoder's output for x, with extra sample axes after x's leading
-        ones (x [B, 1, H, W, C] beside decoded [B, S, ...]): f(z) [..., H, W, C], or a masked
-        decoder layer's pre-activations [..., units]. The logits have decoded's leading axes.
+        `logits` are the decoder's f(z) for x, with extra sample axes after x's leading ones
+        (x [B, 1, H, W, C] beside logits [B, S, H, W, C]). The offsets have x's shape, or
+        with a conditional layer, which also reads f(z), the logits'.
         """
-        leading = tf.shape(decoded)[:-1 if self.masked_decoder_layer else -3]
-        logits = self.autoregressive(tf.reshape(x, [-1, self.autoregressive.size]),
-                                     tf.reshape(decoded, tf.concat([leading, [-1]], 0)))
-        return tf.reshape(logits, tf.concat([leading, self.image_shape], 0))
+        size = math.prod(self.image_shape)
+        flat = tf.reshape(x, [-1, size])
+        if not self.autoregressive.conditional:
+            return tf.reshape(self.autoregressive(flat), tf.shape(x))
+        return tf.reshape(self.autoregressive(flat, tf.reshape(logits, [-1, size])),
+                          tf.shape(logits))
 
     def decode(self, z, labels=None, apply_sigmoid=False):
         """Decodes z [batch, latent_dim] to logits [batch, H, W, decoder_channels], or images
-        [batch, H, W, C] (`intensities`). A masked decoder layer's pre-activations [batch,
-        units] take the logits' place: they become logits beside an image
-        (`autoregressive_logits`).
+        [batch, H, W, C] (`intensities`).
 
         `labels` (conditional models): integer classes [batch], or float class weights
         [batch, num_classes] such as a blend of two one-hot vectors.
@@ -332,8 +321,8 @@ class VAE(KerasFitMixin, keras.Model):
                 "posterior_flow_steps": self.posterior_flow_steps,
                 "top_latent_dim": self.top_latent_dim,
                 "autoregressive_decoder": self.autoregressive is not None,
-                "autoregressive_hidden_units": self.autoregressive_hidden_units,
-                "masked_decoder_layer": self.masked_decoder_layer,
+                "autoregressive_hidden_units": (self.autoregressive.hidden_units
+                                                if self.autoregressive else 0),
                 "autoregressive_conditional": (self.autoregressive is not None
                                                and self.autoregressive.conditional),
                 "name": self.name}
@@ -341,118 +330,90 @@ class VAE(KerasFitMixin, keras.Model):
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class AutoregressiveLogits(keras.layers.Layer):
-    """Each pixel's logit from the decoder's output and the pixels before it.
+    """Offsets each pixel's logit by a learned function of the pixels before it.
 
-    p(x|z) = prod_i Bernoulli(x_i | sigmoid(l_i)) in raster order over (row, column, channel),
-    with l_i = f_i(z) + g_i(x_<i) for the decoder's logits f(z). With no hidden units g is
-    linear, g_i = sum_{j<i} W_ji x_j: a fully visible sigmoid belief net (Frey 1998) whose
-    biases come from z, the visible layer of DARN (Gregor et al. 2014). With `hidden_units` H,
-    g also has one masked ReLU layer, as in MADE (Germain et al. 2015): hidden unit k has a
-    degree m_k and sees the pixels j <= m_k, and feeds the pixels i > m_k. Scoring x stays
-    exact and costs one pass of g per image, whatever the number of samples of z; sampling
-    visits the D pixels in turn. The weights into the output start at zero: an untrained layer
-    is the plain VAE.
+    With the decoder's logits f(z), p(x|z) = prod_i Bernoulli(x_i | sigmoid(f_i(z) + g_i(x_<i)))
+    in raster order over (row, column, channel). With no hidden units g is linear,
+    g_i = sum_{j<i} W_ji x_j: a fully visible sigmoid belief net (Frey 1998) whose biases come
+    from z, the visible layer of DARN (Gregor et al. 2014). With `hidden_units` H, g also has
+    one masked ReLU layer, as in MADE (Germain et al. 2015): hidden unit k has a degree m_k
+    and sees the pixels j <= m_k, and feeds the pixels i > m_k. Scoring x stays exact and costs
+    one pass of g per image, whatever the number of samples of z; sampling visits the D pixels
+    in turn. The weights into the output start at zero: an untrained layer is the plain VAE.
 
     With `conditional`, every hidden unit also sees sigmoid(f(z)), the decoder's probabilities
     for all D pixels (z, not x, so no mask): g_i(x_<i, z), and how a pixel depends on the ones
     before it changes with z. The hidden layer then runs once per sample of z.
-
-    With `decoder_layer`, the hidden layer is the decoder's last: the decoder hands over its
-    pre-activations a(z) [H] instead of f(z), each unit adds the pixels up to its degree, and
-    the layer's own output kernel and bias give the logits,
-    l_i = b_i + sum_{j<i} W_ji x_j + sum_{k: m_k < i} V_ki relu(a_k(z) + sum_{j<=m_k} U_jk x_j).
-    The first half of the units have degree -1: they see no pixel and feed every pixel, as the
-    plain decoder's units do. A MADE conditioned on z at the plain decoder's cost per sample
-    of z: the pixels' share is computed once per image.
     """
 
-    def __init__(self, size, hidden_units=0, conditional=False, decoder_layer=False, **kwargs):
+    def __init__(self, size, hidden_units=0, conditional=False, **kwargs):
         super().__init__(**kwargs)
-        if (conditional or decoder_layer) and not hidden_units:
+        if conditional and not hidden_units:
             raise TfvaeError("a conditional autoregressive layer needs hidden units")
-        if conditional and decoder_layer:
-            raise TfvaeError("a decoder layer already sees z: it takes no conditional context")
         self.size = size
         self.hidden_units = hidden_units
         self.conditional = conditional
-        self.decoder_layer = decoder_layer
         self.kernel = self.add_weight(shape=(size, size), initializer="zeros", name="kernel")
         # kernel[j, i] links input pixel j to output pixel i; only pixels before i count.
         self.before = np.triu(np.ones((size, size), np.float32), k=1)
         if hidden_units:
-            seeing_no_pixel = hidden_units // 2 if decoder_layer else 0
-            masked = hidden_units - seeing_no_pixel
-            self.degrees = np.concatenate([np.full(seeing_no_pixel, -1),
-                                           np.arange(masked) * (size - 1) // masked])
+            degrees = np.arange(hidden_units) * (size - 1) // hidden_units  # 0 .. size - 2
             pixels = np.arange(size)
-            self.into_hidden_mask = (pixels[:, None] <= self.degrees[None, :]).astype(np.float32)
-            self.out_of_hidden_mask = (self.degrees[:, None] < pixels[None, :]).astype(np.float32)
+            self.into_hidden_mask = (pixels[:, None] <= degrees[None, :]).astype(np.float32)
+            self.out_of_hidden_mask = (degrees[:, None] < pixels[None, :]).astype(np.float32)
             self.hidden_kernel = self.add_weight(shape=(size, hidden_units),
                                                  initializer="glorot_uniform",
                                                  name="hidden_kernel")
             self.hidden_bias = self.add_weight(shape=(hidden_units,), initializer="zeros",
                                                name="hidden_bias")
-            self.output_kernel = self.add_weight(
-                shape=(hidden_units, size), name="output_kernel",
-                initializer="glorot_uniform" if decoder_layer else "zeros")
+            self.output_kernel = self.add_weight(shape=(hidden_units, size),
+                                                 initializer="zeros", name="output_kernel")
         if conditional:
             self.context_kernel = self.add_weight(shape=(size, hidden_units),
                                                   initializer="glorot_uniform",
                                                   name="context_kernel")
-        if decoder_layer:
-            self.output_bias = self.add_weight(shape=(size,), initializer="zeros",
-                                               name="output_bias")
 
-    def _context(self, decoded):
-        """What z gives each hidden unit, [N, S, H] from `decoded` [N, S, D or H]."""
-        if self.decoder_layer:
-            return decoded
-        flat = tf.reshape(tf.sigmoid(decoded), [-1, self.size])
-        return tf.reshape(tf.matmul(flat, self.context_kernel),
-                          tf.concat([tf.shape(decoded)[:2], [self.hidden_units]], 0))
+    def call(self, x, logits=None):
+        """g_i(x_<i) for each pixel i: x [N, D] -> [N, D].
 
-    def call(self, x, decoded):
-        """The logits of x [N, D]'s pixels, each given the pixels before it.
-
-        `decoded` is the decoder's output for S samples of z per image: f(z) [N, D] or
-        [N, S, D], or for a decoder layer its pre-activations [N, H] or [N, S, H]. Returns
-        [N, D] or [N, S, D].
+        A conditional layer also takes the decoder's `logits` f(z), [N, D] or [N, S, D] for S
+        samples of z per image, and returns their shape.
         """
-        leading = tf.shape(decoded)[:-1]
-        decoded = tf.reshape(decoded, [tf.shape(x)[0], -1, decoded.shape[-1]])  # [N, S, ...]
-        per_image = tf.matmul(x, self.kernel * self.before)  # [N, D]
-        per_sample = self.output_bias if self.decoder_layer else decoded
-        if self.hidden_units:
-            hidden = tf.matmul(x, self.hidden_kernel * self.into_hidden_mask) + self.hidden_bias
-            out_of_hidden = self.output_kernel * self.out_of_hidden_mask
-            if self.conditional or self.decoder_layer:  # the hidden layer runs per sample
-                hidden = tf.nn.relu(hidden[:, None] + self._context(decoded))  # [N, S, H]
-                per_sample = per_sample + tf.reshape(
-                    tf.matmul(tf.reshape(hidden, [-1, self.hidden_units]), out_of_hidden),
-                    tf.concat([tf.shape(hidden)[:2], [self.size]], 0))
-            else:
-                per_image += tf.matmul(tf.nn.relu(hidden), out_of_hidden)
-        return tf.reshape(per_image[:, None] + per_sample, tf.concat([leading, [self.size]], 0))
+        offsets = tf.matmul(x, self.kernel * self.before)
+        if not self.hidden_units:
+            return offsets
+        hidden = tf.matmul(x, self.hidden_kernel * self.into_hidden_mask) + self.hidden_bias
+        out_of_hidden = self.output_kernel * self.out_of_hidden_mask
+        if not self.conditional:
+            return offsets + tf.matmul(tf.nn.relu(hidden), out_of_hidden)
+        probabilities = tf.reshape(tf.sigmoid(logits), [tf.shape(x)[0], -1, self.size])  # [N, S, D]
+        context = tf.reshape(
+            tf.matmul(tf.reshape(probabilities, [-1, self.size]), self.context_kernel),
+            tf.concat([tf.shape(probabilities)[:2], [self.hidden_units]], 0))
+        hidden = tf.nn.relu(hidden[:, None] + context)  # [N, S, H]
+        offsets = offsets[:, None] + tf.reshape(
+            tf.matmul(tf.reshape(hidden, [-1, self.hidden_units]), out_of_hidden),
+            tf.shape(probabilities))
+        return tf.reshape(offsets, tf.shape(logits))
 
     @tf.function(reduce_retracing=True)  # a graph loop: 7x faster than eager's D steps
-    def sample(self, decoded, uniform):
+    def sample(self, logits, uniform):
         """Pixel probabilities [N, D] along the ancestral sample x_i = [u_i < p_i].
 
-        `decoded` [N, D or H] as in `call`, one sample of z per row; `uniform` [N or 1, D] in
-        (0, 1) the draws. Each drawn pixel updates the linear offsets and the hidden layer's
-        inputs (which start from what z gives them), so a step costs O(N (D + H)).
+        p_i = sigmoid(logits_i + g_i(x_<i)); `logits` [N, D] are f(z), `uniform` [N or 1, D]
+        in (0, 1) the draws. Each drawn pixel updates the linear offsets and the hidden layer's
+        inputs (a conditional layer's start from what f(z) gives them), so a step costs
+        O(N (D + H)).
         """
-        batch = tf.shape(decoded)[0]
-        logits = (tf.broadcast_to(self.output_bias, [batch, self.size]) if self.decoder_layer
-                  else decoded)
         weights = self.kernel * self.before
         uniform = tf.broadcast_to(uniform, tf.shape(logits))
+        batch = tf.shape(logits)[0]
         if self.hidden_units:
             into_hidden = self.hidden_kernel * self.into_hidden_mask
             out_of_hidden = self.output_kernel * self.out_of_hidden_mask
             hidden_inputs = tf.broadcast_to(self.hidden_bias, [batch, self.hidden_units])
-            if self.conditional or self.decoder_layer:
-                hidden_inputs += self._context(decoded[:, None])[:, 0]
+            if self.conditional:
+                hidden_inputs += tf.matmul(tf.sigmoid(logits), self.context_kernel)
         else:  # no hidden layer: an empty one adds nothing
             into_hidden = tf.zeros([self.size, 0])
             out_of_hidden = tf.zeros([0, self.size])
@@ -473,7 +434,7 @@ class AutoregressiveLogits(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "hidden_units": self.hidden_units,
-                "conditional": self.conditional, "decoder_layer": self.decoder_layer}
+                "conditional": self.conditional}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -575,24 +536,14 @@ class MlpVAE(VAE):
             [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
              for u in self.hidden_units]
             + [keras.layers.Dense(2 * latent_dim, dtype="float32")], name="encoder")
-        *inner, last = reversed(self.hidden_units)
-        decoder = [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
-                   for u in inner]
-        if self.masked_decoder_layer:
-            # The last hidden layer's pre-activations; AutoregressiveLogits adds the pixels'
-            # share, applies the ReLU and the output layer.
-            decoder.append(keras.layers.Dense(last, dtype="float32"))
-            self.autoregressive = AutoregressiveLogits(
-                math.prod(self.image_shape), last, decoder_layer=True, dtype="float32",
-                name="autoregressive")
-        else:
-            decoder += [
-                keras.layers.Dense(last, activation="relu", dtype=self._hidden_dtype),
-                keras.layers.Dense(math.prod(self.image_shape[:2]) * self.decoder_channels,
-                                   dtype="float32"),
-                keras.layers.Reshape((*self.image_shape[:2], self.decoder_channels),
-                                     dtype="float32")]
-        self.decoder = keras.Sequential(decoder, name="decoder")
+        self.decoder = keras.Sequential(
+            [keras.layers.Dense(u, activation="relu", dtype=self._hidden_dtype)
+             for u in reversed(self.hidden_units)]
+            + [keras.layers.Dense(math.prod(self.image_shape[:2]) * self.decoder_channels,
+                                  dtype="float32"),
+               keras.layers.Reshape((*self.image_shape[:2], self.decoder_channels),
+                                    dtype="float32")],
+            name="decoder")
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
@@ -640,8 +591,6 @@ class ConvVAE(VAE):
                  conv_filters=(32, 64), **kwargs):
         super().__init__(latent_dim, num_classes, likelihood, dtype_policy, prior_components,
                          image_shape, **kwargs)
-        if self.masked_decoder_layer:
-            raise TfvaeError("masked_decoder_layer needs the fully connected model (MlpVAE)")
         self.conv_filters = tuple(int(f) for f in conv_filters)
         height, width, channels = self.image_shape
         blocks = len(self.conv_filters)
@@ -703,8 +652,7 @@ def build_model(config, dtype_policy=None):
                   top_latent_dim=config.top_latent_dim,
                   autoregressive_decoder=config.autoregressive_decoder,
                   autoregressive_hidden_units=config.autoregressive_hidden_units,
-                  autoregressive_conditional=config.autoregressive_conditional,
-                  masked_decoder_layer=config.masked_decoder_layer)
+                  autoregressive_conditional=config.autoregressive_conditional)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:

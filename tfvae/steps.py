@@ -12,11 +12,11 @@ from tfvae import losses
 def log_likelihood(model, x, logits):
     """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes.
 
-    `logits` are the decoder's output; an autoregressive decoder adds what each pixel's
-    predecessors in x contribute (`VAE.autoregressive_logits`).
+    `logits` are the decoder's f(z); an autoregressive decoder adds what each pixel's
+    predecessors in x contribute, computed once per image and shared by its samples.
     """
     if model.autoregressive is not None:
-        logits = model.autoregressive_logits(x, logits)
+        logits = logits + model.autoregressive_offsets(x, logits)
     if model.likelihood == "gaussian":
         return losses.gaussian_log_likelihood(x, logits, model.log_scale)
     if model.likelihood == "logistic":
