@@ -4,8 +4,9 @@
 
 The best recipe's training step (fully connected 512-512, two stochastic layers, flow
 posterior, VampPrior, IWAE k=5, batch 128, XLA), as `python -m tfvae.train` builds it, with
-the linear autoregressive part, a MADE of 500 units and that MADE seeing f(z). The variants alternate within one process, so the machine's drift hits them
-all; the ratios of the medians to the linear part's are the figures to read.
+the linear autoregressive part, a MADE of 500 units and that MADE seeing f(z). The variants
+alternate within one process, so the machine's drift hits them all; the ratios of the medians
+to the linear part's are the figures to read.
 """
 
 import argparse
