@@ -14,9 +14,9 @@ import argparse
 import time
 
 import numpy as np
-import tensorflow as tf
 
-from tfvae import data, steps, train
+from benchmarks import speed_child
+from tfvae import data, train
 from tfvae.config import Config
 
 BEST = dict(model="mlp", hidden_units=(512, 512), latent_dim=80, top_latent_dim=40,
@@ -31,22 +31,14 @@ VARIANTS = {
 }
 
 
-def training_calls(config, images, labels):
-    """A function that runs `config.steps_per_call` compiled training steps."""
+def recipe_calls(config, images, labels):
+    """speed_child.training_calls for `config`, built as tfvae.train builds it, compiled."""
     strategy = train.set_up(config)
     model, optimizer, _, _ = train.build_state(config, strategy, total_steps=10**6)
     batches = data.train_batches(images, labels, batch_size=config.batch_size, seed=config.seed,
                                  binarization=config.binarize,
                                  noise_shape=config.train_noise_shape)
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
-    train_steps = steps.make_train_function(model, optimizer, config, strategy)
-    step = [0]
-
-    def run():
-        train_steps(iterator, tf.constant(step[0], tf.int64),
-                    tf.constant(config.steps_per_call)).numpy()
-        step[0] += config.steps_per_call
-
+    run = speed_child.training_calls(model, optimizer, config, strategy, batches)
     run()  # compiles
     return run
 
@@ -58,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=2, help="calls per timing")
     args = parser.parse_args(argv)
     images, labels = data.load("mnist", "train")
-    runs = {name: training_calls(Config(**{**BEST, **flags}), images, labels)
+    runs = {name: recipe_calls(Config(**{**BEST, **flags}), images, labels)
             for name, flags in VARIANTS.items()}
     steps_per_timing = args.calls * Config(**BEST).steps_per_call
     seconds = {name: [] for name in runs}

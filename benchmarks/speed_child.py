@@ -90,12 +90,19 @@ def run_tfvae(spec, images, labels):
                 next(iterator)
 
         return model, timed(pull, spec["seconds"], 50 * config.batch_size)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    iterator = iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
     kwargs = {}
     if "jit_whole_step" in spec:
         kwargs["jit_whole_step"] = spec["jit_whole_step"]
+    run_once = training_calls(model, optimizer, config, strategy, batches, **kwargs)
+    return model, timed(run_once, spec["seconds"], config.steps_per_call * config.batch_size)
+
+
+def training_calls(model, optimizer, config, strategy, batches, **kwargs):
+    """A function that runs `config.steps_per_call` compiled training steps on `batches`, as
+    tfvae.train does; `kwargs` go to steps.make_train_function."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    iterator = iter(strategy.experimental_distribute_dataset(batches.with_options(options)))
     train_steps = steps.make_train_function(model, optimizer, config, strategy, **kwargs)
     step = [0]
     num = config.steps_per_call
@@ -104,7 +111,7 @@ def run_tfvae(spec, images, labels):
         train_steps(iterator, tf.constant(step[0], tf.int64), tf.constant(num)).numpy()
         step[0] += num
 
-    return model, timed(run_once, spec["seconds"], num * config.batch_size)
+    return run_once
 
 
 def main(argv=None):
