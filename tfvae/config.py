@@ -61,6 +61,10 @@ class Config:
         False, "with --autoregressive-hidden-units, let the hidden units also see the "
         "decoder's probabilities for every pixel, so that how a pixel depends on the ones "
         "before it changes with z (the hidden layer then runs once per sample of z)")
+    autoregressive_local_units: int = _field(
+        0, "with --autoregressive-decoder, C: add a small network of C units per pixel on "
+        "the pixels before it within 3 rows and columns (a masked 7x7 convolution), whose "
+        "second layer also sees the decoder's probability for that pixel")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -204,7 +208,8 @@ class Config:
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
-                     "posterior_flow_steps", "top_latent_dim", "autoregressive_hidden_units"):
+                     "posterior_flow_steps", "top_latent_dim", "autoregressive_hidden_units",
+                     "autoregressive_local_units"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.top_latent_dim >= self.latent_dim:
             raise TfvaeError(f"--top-latent-dim {self.top_latent_dim} leaves no units for the "
@@ -228,6 +233,9 @@ class Config:
                              "of them")
         if self.autoregressive_hidden_units and not self.autoregressive_decoder:
             raise TfvaeError("--autoregressive-hidden-units applies to the autoregressive "
+                             "decoder: add --autoregressive-decoder")
+        if self.autoregressive_local_units and not self.autoregressive_decoder:
+            raise TfvaeError("--autoregressive-local-units applies to the autoregressive "
                              "decoder: add --autoregressive-decoder")
         if self.autoregressive_conditional and not self.autoregressive_hidden_units:
             raise TfvaeError("--autoregressive-conditional conditions the autoregressive "

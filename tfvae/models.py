@@ -17,6 +17,7 @@ from tfvae.keras_fit import KerasFitMixin
 
 TOP_DOWN_UNITS = 256  # the hidden layers of a two-layer model's p(z1|z2)
 PICTURE_NOISE_SEED = (0, 7)  # the uniforms of an autoregressive decoder's pictures
+WINDOW_RADIUS = 3  # an autoregressive decoder's local window: 3 rows above, 3 columns each side
 
 
 class VAE(KerasFitMixin, keras.Model):
@@ -48,7 +49,8 @@ class VAE(KerasFitMixin, keras.Model):
     def __init__(self, latent_dim=20, num_classes=0, likelihood="bernoulli",
                  dtype_policy=None, prior_components=0, image_shape=MNIST_SHAPE,
                  posterior_flow_steps=0, top_latent_dim=0, autoregressive_decoder=False,
-                 autoregressive_hidden_units=0, autoregressive_conditional=False, **kwargs):
+                 autoregressive_hidden_units=0, autoregressive_conditional=False,
+                 autoregressive_local_units=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(d) for d in image_shape)  # a list once read from JSON
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
@@ -87,9 +89,13 @@ class VAE(KerasFitMixin, keras.Model):
             raise TfvaeError("autoregressive_hidden_units needs autoregressive_decoder=True")
         if autoregressive_conditional and not autoregressive_hidden_units:
             raise TfvaeError("autoregressive_conditional needs autoregressive_hidden_units")
+        if autoregressive_local_units and not autoregressive_decoder:
+            raise TfvaeError("autoregressive_local_units needs autoregressive_decoder=True")
         self.autoregressive = (AutoregressiveLogits(math.prod(self.image_shape),
                                                     autoregressive_hidden_units,
                                                     autoregressive_conditional,
+                                                    autoregressive_local_units,
+                                                    self.image_shape,
                                                     dtype="float32", name="autoregressive")
                                if autoregressive_decoder else None)
         if not 0 <= top_latent_dim < latent_dim:
@@ -222,11 +228,11 @@ class VAE(KerasFitMixin, keras.Model):
 
         `logits` are the decoder's f(z) for x, with extra sample axes after x's leading ones
         (x [B, 1, H, W, C] beside logits [B, S, H, W, C]). The offsets have x's shape, or
-        with a conditional layer, which also reads f(z), the logits'.
+        when the layer also reads f(z) (`AutoregressiveLogits.reads_logits`), the logits'.
         """
         size = math.prod(self.image_shape)
         flat = tf.reshape(x, [-1, size])
-        if not self.autoregressive.conditional:
+        if not self.autoregressive.reads_logits:
             return tf.reshape(self.autoregressive(flat), tf.shape(x))
         return tf.reshape(self.autoregressive(flat, tf.reshape(logits, [-1, size])),
                           tf.shape(logits))
@@ -325,6 +331,8 @@ class VAE(KerasFitMixin, keras.Model):
                                                 if self.autoregressive else 0),
                 "autoregressive_conditional": (self.autoregressive is not None
                                                and self.autoregressive.conditional),
+                "autoregressive_local_units": (self.autoregressive.local_units
+                                               if self.autoregressive else 0),
                 "name": self.name}
 
 
@@ -344,15 +352,28 @@ class AutoregressiveLogits(keras.layers.Layer):
     With `conditional`, every hidden unit also sees sigmoid(f(z)), the decoder's probabilities
     for all D pixels (z, not x, so no mask): g_i(x_<i, z), and how a pixel depends on the ones
     before it changes with z. The hidden layer then runs once per sample of z.
+
+    With `local_units` C (and `image_shape`), g also has a small network on each pixel's causal
+    window, the pixels before it within `WINDOW_RADIUS` rows and columns (a PixelCNN-style
+    masked 7x7 convolution): two layers of C ReLU units per pixel, the second of which also
+    sees that pixel's own probability sigmoid(f_i(z)), so the local rule changes with what z
+    says of the pixel. The window's layer runs once per image; per sample of z it costs O(C)
+    per pixel.
     """
 
-    def __init__(self, size, hidden_units=0, conditional=False, **kwargs):
+    def __init__(self, size, hidden_units=0, conditional=False, local_units=0,
+                 image_shape=None, **kwargs):
         super().__init__(**kwargs)
         if conditional and not hidden_units:
             raise TfvaeError("a conditional autoregressive layer needs hidden units")
+        if local_units and (image_shape is None or math.prod(image_shape) != size):
+            raise TfvaeError(f"local units need the image's shape, of {size} values, "
+                             f"not {image_shape}")
         self.size = size
         self.hidden_units = hidden_units
         self.conditional = conditional
+        self.local_units = local_units
+        self.image_shape = tuple(int(d) for d in image_shape) if image_shape else None
         self.kernel = self.add_weight(shape=(size, size), initializer="zeros", name="kernel")
         # kernel[j, i] links input pixel j to output pixel i; only pixels before i count.
         self.before = np.triu(np.ones((size, size), np.float32), k=1)
@@ -372,16 +393,66 @@ class AutoregressiveLogits(keras.layers.Layer):
             self.context_kernel = self.add_weight(shape=(size, hidden_units),
                                                   initializer="glorot_uniform",
                                                   name="context_kernel")
+        if local_units:
+            self.window = causal_window(self.image_shape, WINDOW_RADIUS)  # [D, K]
+            self.window_kernel = self.add_weight(shape=(self.window.shape[1], local_units),
+                                                 initializer="glorot_uniform",
+                                                 name="window_kernel")
+            self.window_bias = self.add_weight(shape=(local_units,), initializer="zeros",
+                                               name="window_bias")
+            self.local_kernel = self.add_weight(shape=(local_units, local_units),
+                                                initializer="glorot_uniform",
+                                                name="local_kernel")
+            self.local_bias = self.add_weight(shape=(size, local_units), initializer="zeros",
+                                              name="local_bias")
+            self.local_gate = self.add_weight(shape=(local_units,), initializer="ones",
+                                              name="local_gate")
+            self.local_output = self.add_weight(shape=(local_units,), initializer="zeros",
+                                                name="local_output")
+
+    @property
+    def reads_logits(self):
+        """Whether g also depends on z through the decoder's logits (then it runs per sample)."""
+        return self.conditional or bool(self.local_units)
+
+    def local_features(self, windows):
+        """The local network's z-free part: pixels' causal windows [..., K] -> [..., C].
+
+        Its matmuls run on [-1, K] and [-1, C] (flat): faster here than batched ones.
+        """
+        flat = tf.reshape(windows, [-1, self.window.shape[1]])
+        hidden = tf.nn.relu(tf.matmul(flat, self.window_kernel) + self.window_bias)
+        return tf.reshape(tf.matmul(hidden, self.local_kernel),
+                          tf.concat([tf.shape(windows)[:-1], [self.local_units]], 0))
+
+    def local_offsets(self, features, probabilities):
+        """The local network's output from its z-free part [..., C] (its per-pixel bias
+        included) and the pixels' probabilities sigmoid(f(z)) [...], broadcast together."""
+        hidden = tf.nn.relu(features + probabilities[..., None] * self.local_gate)
+        offsets = tf.matmul(tf.reshape(hidden, [-1, self.local_units]),
+                            self.local_output[:, None])
+        return tf.reshape(offsets, tf.shape(hidden)[:-1])
 
     def call(self, x, logits=None):
         """g_i(x_<i) for each pixel i: x [N, D] -> [N, D].
 
-        A conditional layer also takes the decoder's `logits` f(z), [N, D] or [N, S, D] for S
-        samples of z per image, and returns their shape.
+        A layer that reads the logits (`reads_logits`) also takes the decoder's `logits` f(z),
+        [N, D] or [N, S, D] for S samples of z per image, and returns their shape.
         """
         offsets = tf.matmul(x, self.kernel * self.before)
-        if not self.hidden_units:
+        if self.hidden_units:
+            offsets = self.made_offsets(x, offsets, logits)
+        if not self.local_units:
             return offsets
+        windows = tf.gather(tf.pad(x, [[0, 0], [0, 1]]), self.window, axis=1)  # [N, D, K]
+        features = self.local_features(windows) + self.local_bias  # [N, D, C]
+        probabilities = tf.reshape(tf.sigmoid(logits), [tf.shape(x)[0], -1, self.size])
+        local = self.local_offsets(features[:, None], probabilities)  # [N, S, D]
+        return tf.reshape(tf.reshape(offsets, [tf.shape(x)[0], -1, self.size]) + local,
+                          tf.shape(logits))
+
+    def made_offsets(self, x, offsets, logits):
+        """Adds the masked hidden layer's output to the linear `offsets`."""
         hidden = tf.matmul(x, self.hidden_kernel * self.into_hidden_mask) + self.hidden_bias
         out_of_hidden = self.output_kernel * self.out_of_hidden_mask
         if not self.conditional:
@@ -402,8 +473,8 @@ class AutoregressiveLogits(keras.layers.Layer):
 
         p_i = sigmoid(logits_i + g_i(x_<i)); `logits` [N, D] are f(z), `uniform` [N or 1, D]
         in (0, 1) the draws. Each drawn pixel updates the linear offsets and the hidden layer's
-        inputs (a conditional layer's start from what f(z) gives them), so a step costs
-        O(N (D + H)).
+        inputs (a conditional layer's start from what f(z) gives them); the local network
+        reads pixel i's window from the pixels drawn so far. A step costs O(N (D + H + KC)).
         """
         weights = self.kernel * self.before
         uniform = tf.broadcast_to(uniform, tf.shape(logits))
@@ -419,22 +490,33 @@ class AutoregressiveLogits(keras.layers.Layer):
             out_of_hidden = tf.zeros([0, self.size])
             hidden_inputs = tf.zeros([batch, 0])
 
-        def next_pixel(i, offsets, hidden_inputs, probabilities):
+        def local_offset(i, drawn):
+            if not self.local_units:
+                return 0.0
+            window = tf.gather(drawn, tf.gather(self.window, i), axis=1)  # [N, K]
+            features = self.local_features(window) + self.local_bias[i]
+            return self.local_offsets(features, tf.sigmoid(logits[:, i]))
+
+        def next_pixel(i, offsets, hidden_inputs, drawn, probabilities):
             hidden_offset = tf.linalg.matvec(tf.nn.relu(hidden_inputs), out_of_hidden[:, i])
-            p = tf.sigmoid(logits[:, i] + offsets[:, i] + hidden_offset)
+            p = tf.sigmoid(logits[:, i] + offsets[:, i] + hidden_offset
+                           + local_offset(i, drawn))
             pixel = tf.cast(uniform[:, i] < p, logits.dtype)[:, None]
             return (i + 1, offsets + pixel * weights[i], hidden_inputs + pixel * into_hidden[i],
-                    probabilities.write(i, p))
+                    drawn + pixel * tf.one_hot(i, self.size + 1), probabilities.write(i, p))
 
+        # The drawn pixels, and a last column of zeros where a window leaves the image.
+        drawn = tf.zeros([batch, self.size + 1], logits.dtype)
         *_, probabilities = tf.while_loop(
             lambda i, *_: i < self.size, next_pixel,
-            (tf.constant(0), tf.zeros_like(logits), hidden_inputs,
+            (tf.constant(0), tf.zeros_like(logits), hidden_inputs, drawn,
              tf.TensorArray(logits.dtype, self.size)))
         return tf.transpose(probabilities.stack())
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "hidden_units": self.hidden_units,
-                "conditional": self.conditional}
+                "conditional": self.conditional, "local_units": self.local_units,
+                "image_shape": self.image_shape}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -549,6 +631,28 @@ class MlpVAE(VAE):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
 
 
+def causal_window(image_shape, radius):
+    """Each value's causal window: [D, K] indices into an image flattened in raster order
+    (row, column, channel), of the values before it within `radius` rows above and columns
+    either side; D (a zero appended to the image) where the window leaves the image.
+
+    Slot k means the same relative position (and channels) for every value, so one kernel
+    [K, C] over the windows is a masked convolution.
+    """
+    height, width, channels = image_shape
+    slots = [(dr, dc, cj, ci) for ci in range(channels) for dr in range(-radius, 1)
+             for dc in range(-radius, radius + 1) for cj in range(channels)
+             if (dr, dc) < (0, 0) or ((dr, dc) == (0, 0) and cj < ci)]
+    dr, dc, cj, ci = (np.array(column) for column in zip(*slots))
+    rows, cols, chans = np.meshgrid(np.arange(height), np.arange(width), np.arange(channels),
+                                    indexing="ij")
+    rows, cols, chans = (a.reshape(-1, 1) for a in (rows, cols, chans))  # [D, 1] each
+    r, c = rows + dr, cols + dc
+    inside = (chans == ci) & (r >= 0) & (c >= 0) & (c < width)  # dr <= 0: r < height
+    size = height * width * channels
+    return np.where(inside, (r * width + c) * channels + cj, size).astype(np.int32)
+
+
 def conv_output_size(size, blocks):
     """The side of a 'valid' 3x3 stride-2 convolution's output after `blocks` of them."""
     for _ in range(blocks):
@@ -652,7 +756,8 @@ def build_model(config, dtype_policy=None):
                   top_latent_dim=config.top_latent_dim,
                   autoregressive_decoder=config.autoregressive_decoder,
                   autoregressive_hidden_units=config.autoregressive_hidden_units,
-                  autoregressive_conditional=config.autoregressive_conditional)
+                  autoregressive_conditional=config.autoregressive_conditional,
+                  autoregressive_local_units=config.autoregressive_local_units)
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:
