@@ -14,7 +14,7 @@ from helpers import cli_error, tiny_config, train_test_elbos
 from tfvae import evaluate, figures, losses, rundir, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import AutoregressiveLogits, MlpVAE
+from tfvae.models import WINDOW_RADIUS, AutoregressiveLogits, MlpVAE, causal_window
 
 SMALL_SHAPE = (3, 3, 1)  # 512 binary images: few enough to sum over them all
 
@@ -27,11 +27,12 @@ def random_kernel(layer, seed, scale=1.5):
         weight.assign(rng.normal(0.0, scale, weight.shape).astype(np.float32))
 
 
-def small_model(seed=0, hidden_units=0, conditional=False):
+def small_model(seed=0, hidden_units=0, conditional=False, local_units=0):
     """An autoregressive MlpVAE on 3x3 images with random (far from zero) weights."""
     model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
                    autoregressive_decoder=True, autoregressive_hidden_units=hidden_units,
-                   autoregressive_conditional=conditional)
+                   autoregressive_conditional=conditional,
+                   autoregressive_local_units=local_units)
     model.build((None, *SMALL_SHAPE))
     random_kernel(model.autoregressive, seed)
     return model
@@ -94,16 +95,18 @@ def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels(
-        conditional):
-    model = small_model(hidden_units=5, conditional=conditional)
+@pytest.mark.parametrize("hidden_units,conditional,local_units",
+                         [(5, False, 0), (5, True, 0), (0, False, 4), (5, True, 4)])
+def test_with_hidden_units_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels(
+        hidden_units, conditional, local_units):
+    model = small_model(hidden_units=hidden_units, conditional=conditional,
+                        local_units=local_units)
     images = all_binary_images(SMALL_SHAPE)
     logits = tf.repeat(model.decode(tf.constant([[0.3, -1.2]])), len(images), axis=0)
     log_px = steps.log_likelihood(model, images, logits).numpy()
     # By hand: pixel i's conditional computed from an image in which only x_<i is kept.
     f, x = logits.numpy().reshape(len(images), -1), images.reshape(len(images), -1)
-    context = f if conditional else None
+    context = f if model.autoregressive.reads_logits else None
     by_hand = np.zeros(len(images))
     for i in range(x.shape[1]):
         earlier_only = x * (np.arange(x.shape[1]) < i)
@@ -112,15 +115,20 @@ def test_with_a_hidden_layer_the_likelihood_is_the_product_of_conditionals_on_ea
         by_hand -= np.logaddexp(0.0, np.where(x[:, i] == 1.0, -1.0, 1.0) * logit.astype(np.float64))
     np.testing.assert_allclose(log_px, by_hand, rtol=1e-5, atol=1e-5)
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
-    # The hidden layer matters: without its output the likelihood differs.
-    model.autoregressive.output_kernel.assign(tf.zeros_like(model.autoregressive.output_kernel))
+    # The hidden units matter: without their outputs the likelihood differs.
+    layer = model.autoregressive
+    for output in ([layer.output_kernel] if hidden_units else []) + (
+            [layer.local_output] if local_units else []):
+        output.assign(tf.zeros_like(output))
     assert np.abs(log_px - steps.log_likelihood(model, images, logits).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units,conditional", [(0, False), (5, False), (5, True)])
+@pytest.mark.parametrize("hidden_units,conditional,local_units",
+                         [(0, False, 0), (5, False, 0), (5, True, 0), (0, False, 4)])
 def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(
-        hidden_units, conditional):
-    model = small_model(seed=2, hidden_units=hidden_units, conditional=conditional)
+        hidden_units, conditional, local_units):
+    model = small_model(seed=2, hidden_units=hidden_units, conditional=conditional,
+                        local_units=local_units)
     logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
     draws = 40_000
     uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
@@ -144,8 +152,9 @@ def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z
     pictures = model.decode(z, apply_sigmoid=True).numpy()
     assert pictures.shape == (3, *SMALL_SHAPE)
     np.testing.assert_array_equal(pictures[0], pictures[1])
-    np.testing.assert_array_equal(figures.decode_images(model, z.numpy(), batch_size=2),
-                                  pictures)
+    # In batches of 2 the local network's matmuls round differently, in the last digit.
+    np.testing.assert_allclose(figures.decode_images(model, z.numpy(), batch_size=2),
+                               pictures, rtol=1e-5)
 
 
 def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel():
@@ -165,9 +174,12 @@ def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel
     assert np.all(into_pixel_from_z[0] == 0.0) and np.all(into_pixel_from_z[1:] != 0.0)
 
 
-def test_a_conditional_layer_scores_each_sample_of_z_against_its_own_image():
+@pytest.mark.parametrize("hidden_units,conditional,local_units", [(5, True, 0), (0, False, 4)])
+def test_a_layer_that_reads_z_scores_each_sample_of_z_against_its_own_image(
+        hidden_units, conditional, local_units):
     """x [B, 1, ...] beside logits [B, S, ...], the IWAE layout, equals S separate calls."""
-    model = small_model(seed=4, hidden_units=5, conditional=True)
+    model = small_model(seed=4, hidden_units=hidden_units, conditional=conditional,
+                        local_units=local_units)
     x = tf.constant(all_binary_images(SMALL_SHAPE)[[3, 100, 511]])  # [3, 3, 3, 1]
     z = tf.random.stateless_normal([3, 4, 2], seed=[1, 2])
     logits = tf.reshape(model.decode(tf.reshape(z, [12, 2])), [3, 4, *SMALL_SHAPE])
@@ -176,6 +188,48 @@ def test_a_conditional_layer_scores_each_sample_of_z_against_its_own_image():
                            for s in range(4)], axis=1)
     np.testing.assert_allclose(together, one_by_one, rtol=1e-6)
     assert np.ptp(together, axis=1).min() > 0.1  # the samples of z differ, and it shows
+
+
+def test_a_causal_window_holds_the_values_before_each_value_within_the_radius():
+    shape = (5, 8, 2)  # two channels: (row, column, channel) raster order
+    window = causal_window(shape, WINDOW_RADIUS)
+    size = int(np.prod(shape))
+    position = np.stack(np.unravel_index(np.arange(size), shape), axis=1)  # [D, 3]
+    for i in range(size):
+        rows, cols = position[:, 0] - position[i, 0], position[:, 1] - position[i, 1]
+        expected = np.flatnonzero((np.arange(size) < i) & (rows >= -WINDOW_RADIUS)
+                                  & (np.abs(cols) <= WINDOW_RADIUS))
+        np.testing.assert_array_equal(np.sort(window[i][window[i] < size]), expected)
+    # A slot means the same relative position everywhere: slot k of pixel (3, 5, 1) is slot k
+    # of pixel (3, 4, 1) one column to the right, wherever both are inside the image.
+    i, right = np.ravel_multi_index((3, 4, 1), shape), np.ravel_multi_index((3, 5, 1), shape)
+    inside = (window[i] < size) & (window[right] < size)
+    assert inside.sum() == 2 * (3 * 6 + 3) + 1  # column 8 is outside; channel 0 at (3, 5)
+    np.testing.assert_array_equal(window[right][inside], window[i][inside] + shape[2])
+
+
+def test_the_local_network_sees_z_and_only_the_window_before_each_pixel():
+    shape = (4, 9, 1)  # wider than the window: far pixels before i must not count
+    layer = AutoregressiveLogits(36, local_units=6, image_shape=shape)
+    random_kernel(layer, seed=1, scale=0.5)
+    layer.window_bias.assign(tf.fill([6], 10.0))  # every unit active: no ReLU hides a path
+    layer.local_bias.assign(tf.fill([36, 6], 10.0))
+    layer.kernel.assign(tf.zeros([36, 36]))  # the local network's paths alone
+    x = tf.random.stateless_uniform([1, 36], seed=[0, 1])
+    logits = tf.random.stateless_normal([1, 36], seed=[0, 2])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, logits])
+        offsets = layer(x, logits)
+    from_x = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
+    from_z = tape.jacobian(offsets, logits)[0, :, 0, :].numpy()
+    window = causal_window(shape, WINDOW_RADIUS)
+    in_window = np.zeros((36, 37), bool)  # column 36: outside the image
+    np.put_along_axis(in_window, window, True, axis=1)
+    in_window = in_window[:, :36]
+    np.testing.assert_array_equal(from_x != 0.0, in_window)
+    assert not in_window[0].any() and in_window[35, 8] and not in_window[35, 4]
+    # Pixel i's offset reads its own probability under z, and no other pixel's.
+    np.testing.assert_array_equal(from_z != 0.0, np.eye(36, dtype=bool))
 
 
 def test_an_untrained_autoregressive_decoder_is_the_plain_vae():
@@ -203,6 +257,15 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
         MlpVAE(latent_dim=2, autoregressive_decoder=True, autoregressive_conditional=True)
     with pytest.raises(TfvaeError, match="needs hidden units"):
         AutoregressiveLogits(6, conditional=True)
+    with pytest.raises(TfvaeError, match="add --autoregressive-decoder"):
+        Config(autoregressive_local_units=8)
+    with pytest.raises(TfvaeError, match="needs autoregressive_decoder=True"):
+        MlpVAE(latent_dim=2, autoregressive_local_units=8)
+    with pytest.raises(TfvaeError, match="local units need the image's shape"):
+        AutoregressiveLogits(6, local_units=4, image_shape=(2, 2, 1))
+    message = cli_error(train.main, ["--autoregressive-decoder",
+                                     "--autoregressive-local-units", "-1"], capsys)
+    assert "--autoregressive-local-units must be 0 or more" in message
     message = cli_error(train.main, ["--autoregressive-decoder",
                                      "--autoregressive-hidden-units", "-1"], capsys)
     assert "--autoregressive-hidden-units must be 0 or more" in message
@@ -214,19 +277,20 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
 def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
     config = tiny_config(autoregressive_decoder=True, autoregressive_hidden_units=16,
-                         autoregressive_conditional=True, kl="mc", objective="iwae", k=2,
-                         data_dir=mnist_dir, epochs=2)
+                         autoregressive_conditional=True, autoregressive_local_units=4,
+                         kl="mc", objective="iwae", k=2, data_dir=mnist_dir, epochs=2)
     elbos = train_test_elbos(config, run_dir)
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     saved = json.load(open(os.path.join(run_dir, "config.json")))
     assert saved["autoregressive_decoder"] and saved["autoregressive_hidden_units"] == 16
-    assert saved["autoregressive_conditional"]
+    assert saved["autoregressive_conditional"] and saved["autoregressive_local_units"] == 4
     for name in ("image_at_epoch_0002.png", "reconstruction_at_epoch_0002.png", "training.gif",
                  "manifold.png", "transition.gif"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0
     model = rundir.load_run(run_dir).model
     assert model.autoregressive.conditional
-    for weight in (model.autoregressive.kernel, model.autoregressive.output_kernel):
+    for weight in (model.autoregressive.kernel, model.autoregressive.output_kernel,
+                   model.autoregressive.local_output):
         assert np.abs(weight.numpy()).max() > 0  # trained from zero, and restored
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
                                    verbose=0)
@@ -237,7 +301,8 @@ def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnis
     path = str(tmp_path / "ar.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    for name in ("kernel", "hidden_kernel", "output_kernel", "context_kernel"):
+    for name in ("kernel", "hidden_kernel", "output_kernel", "context_kernel",
+                 "window_kernel", "local_bias", "local_output"):
         np.testing.assert_array_equal(getattr(loaded.autoregressive, name).numpy(),
                                       getattr(model.autoregressive, name).numpy())
     np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)
