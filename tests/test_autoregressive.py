@@ -38,6 +38,18 @@ def small_model(seed=0, hidden_units=0, conditional=False, local_units=0):
     return model
 
 
+def offset_jacobians(layer, size):
+    """d offsets / d x and d offsets / d f(z), each [output pixel i, input pixel j], at a random
+    x and f(z) for one image."""
+    x = tf.random.stateless_uniform([1, size], seed=[0, 1])
+    logits = tf.random.stateless_normal([1, size], seed=[0, 2])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, logits])
+        offsets = layer(x, logits)
+    return (tape.jacobian(offsets, x)[0, :, 0, :].numpy(),
+            tape.jacobian(offsets, logits)[0, :, 0, :].numpy())
+
+
 def all_binary_images(shape):
     size = int(np.prod(shape))
     return np.array(list(itertools.product([0.0, 1.0], repeat=size)),
@@ -161,13 +173,7 @@ def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel
     layer = AutoregressiveLogits(6, hidden_units=4, conditional=True)
     random_kernel(layer, seed=1)
     layer.hidden_bias.assign(tf.fill([4], 10.0))  # every unit active: no ReLU hides a path
-    x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
-    logits = tf.random.stateless_normal([1, 6], seed=[0, 2])
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([x, logits])
-        offsets = layer(x, logits)
-    into_pixel_from_x = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
-    into_pixel_from_z = tape.jacobian(offsets, logits)[0, :, 0, :].numpy()
+    into_pixel_from_x, into_pixel_from_z = offset_jacobians(layer, 6)
     assert np.all(np.triu(into_pixel_from_x) == 0.0) and np.count_nonzero(into_pixel_from_x) == 15
     # Every pixel after the first has a hidden unit feeding it, and so sees all of f(z); the
     # first pixel is fed by none, so its conditional is f_0(z) alone.
@@ -215,13 +221,7 @@ def test_the_local_network_sees_z_and_only_the_window_before_each_pixel():
     layer.window_bias.assign(tf.fill([6], 10.0))  # every unit active: no ReLU hides a path
     layer.local_bias.assign(tf.fill([36, 6], 10.0))
     layer.kernel.assign(tf.zeros([36, 36]))  # the local network's paths alone
-    x = tf.random.stateless_uniform([1, 36], seed=[0, 1])
-    logits = tf.random.stateless_normal([1, 36], seed=[0, 2])
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([x, logits])
-        offsets = layer(x, logits)
-    from_x = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
-    from_z = tape.jacobian(offsets, logits)[0, :, 0, :].numpy()
+    from_x, from_z = offset_jacobians(layer, 36)
     window = causal_window(shape, WINDOW_RADIUS)
     in_window = np.zeros((36, 37), bool)  # column 36: outside the image
     np.put_along_axis(in_window, window, True, axis=1)
