@@ -21,8 +21,8 @@ from tfvae import data, train
 from tfvae.config import Config
 
 LINEAR = dict(model="mlp", hidden_units=(512, 512), latent_dim=80, top_latent_dim=40,
-            posterior_flow_steps=4, prior_components=200, autoregressive_decoder=True,
-            kl="mc", objective="iwae", k=5, kl_warmup_epochs=10, lr_schedule="cosine")
+              posterior_flow_steps=4, prior_components=200, autoregressive_decoder=True,
+              kl="mc", objective="iwae", k=5, kl_warmup_epochs=10, lr_schedule="cosine")
 VARIANTS = {
     "linear part": {},
     "MADE 500": {"autoregressive_hidden_units": 500},
