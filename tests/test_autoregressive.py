@@ -14,7 +14,7 @@ from helpers import cli_error, tiny_config, train_test_elbos
 from tfvae import evaluate, figures, losses, rundir, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import WINDOW_RADIUS, AutoregressiveLogits, MlpVAE, causal_window
+from tfvae.models import WINDOW_RADIUS, AutoregressiveLogits, MlpVAE, causal_window, interpolate
 
 SMALL_SHAPE = (3, 3, 1)  # 512 binary images: few enough to sum over them all
 
@@ -27,12 +27,13 @@ def random_kernel(layer, seed, scale=1.5):
         weight.assign(rng.normal(0.0, scale, weight.shape).astype(np.float32))
 
 
-def small_model(seed=0, hidden_units=0, conditional=False, local_units=0):
+def small_model(seed=0, hidden_units=0, conditional=False, local_units=0, local_knots=0):
     """An autoregressive MlpVAE on 3x3 images with random (far from zero) weights."""
     model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
                    autoregressive_decoder=True, autoregressive_hidden_units=hidden_units,
                    autoregressive_conditional=conditional,
-                   autoregressive_local_units=local_units)
+                   autoregressive_local_units=local_units,
+                   autoregressive_local_knots=local_knots)
     model.build((None, *SMALL_SHAPE))
     random_kernel(model.autoregressive, seed)
     return model
@@ -107,12 +108,13 @@ def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units,conditional,local_units",
-                         [(5, False, 0), (5, True, 0), (0, False, 4), (5, True, 4)])
+@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
+                         [(5, False, 0, 0), (5, True, 0, 0), (0, False, 4, 0), (5, True, 4, 0),
+                          (0, False, 4, 3)])
 def test_with_hidden_units_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels(
-        hidden_units, conditional, local_units):
+        hidden_units, conditional, local_units, local_knots):
     model = small_model(hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units)
+                        local_units=local_units, local_knots=local_knots)
     images = all_binary_images(SMALL_SHAPE)
     logits = tf.repeat(model.decode(tf.constant([[0.3, -1.2]])), len(images), axis=0)
     log_px = steps.log_likelihood(model, images, logits).numpy()
@@ -129,18 +131,20 @@ def test_with_hidden_units_the_likelihood_is_the_product_of_conditionals_on_earl
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
     # The hidden units matter: without their outputs the likelihood differs.
     layer = model.autoregressive
+    local_output = layer.knot_kernel if local_knots else getattr(layer, "local_output", None)
     for output in ([layer.output_kernel] if hidden_units else []) + (
-            [layer.local_output] if local_units else []):
+            [local_output] if local_units else []):
         output.assign(tf.zeros_like(output))
     assert np.abs(log_px - steps.log_likelihood(model, images, logits).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units,conditional,local_units",
-                         [(0, False, 0), (5, False, 0), (5, True, 0), (0, False, 4)])
+@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
+                         [(0, False, 0, 0), (5, False, 0, 0), (5, True, 0, 0), (0, False, 4, 0),
+                          (0, False, 4, 3)])
 def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(
-        hidden_units, conditional, local_units):
+        hidden_units, conditional, local_units, local_knots):
     model = small_model(seed=2, hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units)
+                        local_units=local_units, local_knots=local_knots)
     logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
     draws = 40_000
     uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
@@ -180,12 +184,13 @@ def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel
     assert np.all(into_pixel_from_z[0] == 0.0) and np.all(into_pixel_from_z[1:] != 0.0)
 
 
-@pytest.mark.parametrize("hidden_units,conditional,local_units", [(5, True, 0), (0, False, 4)])
+@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
+                         [(5, True, 0, 0), (0, False, 4, 0), (0, False, 4, 3)])
 def test_a_layer_that_reads_z_scores_each_sample_of_z_against_its_own_image(
-        hidden_units, conditional, local_units):
+        hidden_units, conditional, local_units, local_knots):
     """x [B, 1, ...] beside logits [B, S, ...], the IWAE layout, equals S separate calls."""
     model = small_model(seed=4, hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units)
+                        local_units=local_units, local_knots=local_knots)
     x = tf.constant(all_binary_images(SMALL_SHAPE)[[3, 100, 511]])  # [3, 3, 3, 1]
     z = tf.random.stateless_normal([3, 4, 2], seed=[1, 2])
     logits = tf.reshape(model.decode(tf.reshape(z, [12, 2])), [3, 4, *SMALL_SHAPE])
@@ -215,9 +220,10 @@ def test_a_causal_window_holds_the_values_before_each_value_within_the_radius():
     np.testing.assert_array_equal(window[right][inside], window[i][inside] + shape[2])
 
 
-def test_the_local_network_sees_z_and_only_the_window_before_each_pixel():
+@pytest.mark.parametrize("local_knots", [0, 4])
+def test_the_local_network_sees_z_and_only_the_window_before_each_pixel(local_knots):
     shape = (4, 9, 1)  # wider than the window: far pixels before i must not count
-    layer = AutoregressiveLogits(36, local_units=6, image_shape=shape)
+    layer = AutoregressiveLogits(36, local_units=6, image_shape=shape, local_knots=local_knots)
     random_kernel(layer, seed=1, scale=0.5)
     layer.window_bias.assign(tf.fill([6], 10.0))  # every unit active: no ReLU hides a path
     layer.local_bias.assign(tf.fill([36, 6], 10.0))
@@ -233,8 +239,40 @@ def test_the_local_network_sees_z_and_only_the_window_before_each_pixel():
     np.testing.assert_array_equal(from_z != 0.0, np.eye(36, dtype=bool))
 
 
-def test_an_untrained_autoregressive_decoder_is_the_plain_vae():
-    model = MlpVAE(latent_dim=2, hidden_units=(8,), autoregressive_decoder=True)
+def test_interpolation_through_knots_is_numpys_piecewise_linear_interpolation():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(3, 2, 5)).astype(np.float32)  # 5 knots at 0, 1/4, ..., 1
+    positions = np.concatenate([rng.uniform(size=(3, 2, 6)), np.zeros((3, 2, 1)),
+                                np.full((3, 2, 1), 0.25), np.ones((3, 2, 1))], -1)
+    expected = np.array([[np.interp(positions[a, b], np.linspace(0, 1, 5), values[a, b])
+                          for b in range(2)] for a in range(3)])
+    np.testing.assert_allclose(interpolate(values, positions.astype(np.float32)), expected,
+                               rtol=1e-5, atol=1e-6)
+    # Its slope in the position, the path by which z's gradient reaches the decoder.
+    positions = tf.constant([[0.1, 0.4, 0.6, 0.9]])
+    with tf.GradientTape() as tape:
+        tape.watch(positions)
+        interpolated = interpolate(tf.constant([[1.0, -2.0, 0.5, 4.0]]), positions)
+    np.testing.assert_allclose(tape.gradient(interpolated, positions), [[-9.0, 7.5, 7.5, 10.5]],
+                               rtol=1e-5)
+
+
+def test_a_knotted_local_network_saves_and_reloads_the_keras_way(tmp_path):
+    model = small_model(seed=5, local_units=4, local_knots=3)
+    path = str(tmp_path / "knots.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.autoregressive.local_knots == 3
+    x = tf.constant(all_binary_images(SMALL_SHAPE)[:8])
+    logits = tf.random.stateless_normal([8, *SMALL_SHAPE], seed=[6, 7])
+    np.testing.assert_array_equal(steps.log_likelihood(loaded, x, logits),
+                                  steps.log_likelihood(model, x, logits))
+
+
+@pytest.mark.parametrize("local_units,local_knots", [(0, 0), (4, 0), (4, 3)])
+def test_an_untrained_autoregressive_decoder_is_the_plain_vae(local_units, local_knots):
+    model = MlpVAE(latent_dim=2, hidden_units=(8,), autoregressive_decoder=True,
+                   autoregressive_local_units=local_units, autoregressive_local_knots=local_knots)
     model.build((None, 28, 28, 1))
     x = tf.cast(tf.random.stateless_uniform([4, 28, 28, 1], seed=[5, 6]) < 0.3, tf.float32)
     logits = model.decode(tf.random.stateless_normal([4, 2], seed=[7, 8]))
@@ -264,6 +302,16 @@ def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
         MlpVAE(latent_dim=2, autoregressive_local_units=8)
     with pytest.raises(TfvaeError, match="local units need the image's shape"):
         AutoregressiveLogits(6, local_units=4, image_shape=(2, 2, 1))
+    with pytest.raises(TfvaeError, match="add --autoregressive-local-units C"):
+        Config(autoregressive_decoder=True, autoregressive_local_knots=8)
+    with pytest.raises(TfvaeError, match="must be 0 .off. or 2 or more, not 1"):
+        Config(autoregressive_decoder=True, autoregressive_local_units=4,
+               autoregressive_local_knots=1)
+    with pytest.raises(TfvaeError, match="need local units and at least 2 knots"):
+        AutoregressiveLogits(4, local_units=2, image_shape=(2, 2, 1), local_knots=1)
+    message = cli_error(train.main, ["--autoregressive-decoder", "--autoregressive-local-units",
+                                     "4", "--autoregressive-local-knots", "-2"], capsys)
+    assert "--autoregressive-local-knots must be 0 or more" in message
     message = cli_error(train.main, ["--autoregressive-decoder",
                                      "--autoregressive-local-units", "-1"], capsys)
     assert "--autoregressive-local-units must be 0 or more" in message

@@ -65,6 +65,10 @@ class Config:
         0, "with --autoregressive-decoder, C: add a small network of C units per pixel on "
         "the pixels before it within 3 rows and columns (a masked 7x7 convolution), whose "
         "second layer also sees the decoder's probability for that pixel")
+    autoregressive_local_knots: int = _field(
+        0, "with --autoregressive-local-units, M: the local network's output becomes a "
+        "piecewise linear function of the pixel's probability under z, through M knots that "
+        "its second layer sets from the window alone (the network then runs once per image)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -209,7 +213,7 @@ class Config:
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
                      "posterior_flow_steps", "top_latent_dim", "autoregressive_hidden_units",
-                     "autoregressive_local_units"):
+                     "autoregressive_local_units", "autoregressive_local_knots"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.top_latent_dim >= self.latent_dim:
             raise TfvaeError(f"--top-latent-dim {self.top_latent_dim} leaves no units for the "
@@ -237,6 +241,11 @@ class Config:
         if self.autoregressive_local_units and not self.autoregressive_decoder:
             raise TfvaeError("--autoregressive-local-units applies to the autoregressive "
                              "decoder: add --autoregressive-decoder")
+        if self.autoregressive_local_knots and not self.autoregressive_local_units:
+            raise TfvaeError("--autoregressive-local-knots shapes the local network's output: "
+                             "add --autoregressive-local-units C")
+        if self.autoregressive_local_knots == 1:
+            raise TfvaeError("--autoregressive-local-knots must be 0 (off) or 2 or more, not 1")
         if self.autoregressive_conditional and not self.autoregressive_hidden_units:
             raise TfvaeError("--autoregressive-conditional conditions the autoregressive "
                              "hidden layer on z: add --autoregressive-hidden-units H")
