@@ -23,6 +23,7 @@ def max_difference(a, b):
 
 
 def mirrored(out_path):
+    import keras
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -63,6 +64,7 @@ def mirrored(out_path):
         replica_batches = [int(t.shape[0]) for t in strategy.experimental_local_results(x)]
         return grads, sums, rows.numpy()[0], model.get_weights(), replica_batches
 
+    keras.utils.set_random_seed(0)
     weights = build_model(config).get_weights()
     one = first_step(tf.distribute.get_strategy(), weights)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

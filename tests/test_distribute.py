@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -121,6 +122,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
 def test_mixed_precision_trains_in_bfloat16_with_float32_logits():
     config = Config(model="conv", latent_dim=2, batch_size=32, mixed_precision=True)
     assert distribute.dtype_policy_name(config) == "mixed_bfloat16"  # this machine has no GPU
+    keras.utils.set_random_seed(0)
     model = rundir.new_model(config)
     optimizer = make_optimizer(config, model)
     assert model.encoder.layers[0].compute_dtype == "bfloat16"
