@@ -248,8 +248,8 @@ def test_interpolation_through_knots_is_numpys_piecewise_linear_interpolation():
                                 np.full((3, 2, 1), 0.25), np.ones((3, 2, 1))], -1)
     expected = np.array([[np.interp(positions[a, b], np.linspace(0, 1, 5), values[a, b])
                           for b in range(2)] for a in range(3)])
-    np.testing.assert_allclose(interpolate(values, positions.astype(np.float32)), expected,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(interpolate(values[:, :, None], positions.astype(np.float32)),
+                               expected, rtol=1e-5, atol=1e-6)
     # Its slope in the position, the path by which z's gradient reaches the decoder.
     positions = tf.constant([[0.1, 0.4, 0.6, 0.9]])
     with tf.GradientTape() as tape:
