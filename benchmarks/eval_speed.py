@@ -9,10 +9,11 @@
    Beside each layer, the same multiply-adds as the one float32 matmul they amount to (a
    transposed convolution's [pixels, in] x [in, taps x out]): what the layer would cost if its
    scatter, bias and ReLU were free, and so how far any rewrite of it could go.
-2. tfvae.evaluate's IWAE step at k = 5000 on a few test images: float32 (the default, "before")
-   against --mixed-precision, at several decode sizes (images x chunk), as decoded samples/s
-   and as a fraction of the decoder's forward roofline. Variants are timed in turn, twice,
-   keeping each one's faster pass.
+   The logits layer (tfvae.models.Conv2DTranspose) is also timed as Keras's own layer.
+2. tfvae.evaluate's IWAE step at k = 5000 on a few test images, as decoded samples/s and as a
+   fraction of the decoder's forward roofline: "before", with Keras's Conv2DTranspose as the
+   logits layer; then float32 (the default) at several decode sizes (images x chunk), and
+   --mixed-precision. Variants are timed in turn, twice, keeping each one's faster pass.
 
 The roofline is this machine's float32 matmul rate, measured before and after (both printed;
 the fractions use their mean). Freshly initialised models: the speed does not depend on the
@@ -28,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from benchmarks import flops
-from tfvae import data, evaluate, rundir, steps
+from tfvae import data, evaluate, models, rundir, steps
 from tfvae.config import Config
 
 
@@ -55,6 +56,28 @@ def as_one_matmul(layer, h):
     return tf.reshape(h, [-1, kernel.shape[0]]), kernel
 
 
+def keras_twin(layer):
+    """Keras's own Conv2DTranspose with the config (and weights, once built) of tfvae's
+    `layer`: the logits layer as tfvae computed it before it had its own."""
+    twin = keras.layers.Conv2DTranspose.from_config(layer.get_config())
+    if layer.built:
+        twin.build(layer.input.shape)
+        twin.set_weights(layer.get_weights())
+    return twin
+
+
+def with_keras_logits_layer(model):
+    """A model with `model`'s weights whose logits layer is Keras's Conv2DTranspose: the
+    IWAE step before tfvae had its own layer."""
+    copy = type(model).from_config(model.get_config())
+    copy.decoder = keras.Sequential(
+        [keras_twin(layer) if isinstance(layer, models.Conv2DTranspose) else layer
+         for layer in copy.decoder.layers], name="decoder")
+    copy.build((None, *model.image_shape))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def layer_breakdown(model, x, num_latents, seconds):
     """Rows (name, microseconds per decoded sample, MACs per sample, microseconds of the same
     MACs as one matmul or None) for each decoder layer on `num_latents` latents, then the
@@ -68,13 +91,17 @@ def layer_breakdown(model, x, num_latents, seconds):
         out = call(h)
         macs = flops.layer_macs(layer, (1, *h.shape[1:]), (1, *out.shape[1:]))
         timings = [(call, (h,))] + ([(matmul, as_one_matmul(layer, h))] if macs else [])
+        if isinstance(layer, models.Conv2DTranspose):
+            timings.append((tf.function(keras_twin(layer).__call__), (h,)))
         best = [float("inf")] * len(timings)
         for _ in range(2):
             for i, (function, args) in enumerate(timings):
                 best[i] = min(best[i], seconds_per_call(function, args, seconds / 2))
         micros = [b / num_latents * 1e6 for b in best]
-        rows.append((f"{layer.name} -> {'x'.join(map(str, out.shape[1:]))}", micros[0], macs,
-                     micros[1] if macs else None))
+        name = f"{layer.name} -> {'x'.join(map(str, out.shape[1:]))}"
+        rows.append((name, micros[0], macs, micros[1] if macs else None))
+        if len(micros) == 3:
+            rows.append((f"{name} (Keras's layer)", micros[2], macs, micros[1]))
         h = out
     logits = tf.cast(h, tf.float32)[None]  # one image's [1, samples, H, W, C]
 
@@ -123,10 +150,10 @@ def main(argv=None):
     def of_roofline(macs, micros):
         return f"{2 * macs / (micros * 1e3) / gflops_before:4.0%}"
 
-    print(f"  {'decoder layer':<40} {'us/sample':>10} {'roofline':>9} {'as a matmul':>12} "
+    print(f"  {'decoder layer':<48} {'us/sample':>10} {'roofline':>9} {'as a matmul':>12} "
           f"{'roofline':>9}")
     for name, micros, macs, matmul_micros in breakdown:
-        print(f"  {name:<40} {micros:10.1f} {of_roofline(macs, micros) if macs else '':>9}"
+        print(f"  {name:<48} {micros:10.1f} {of_roofline(macs, micros) if macs else '':>9}"
               + (f" {matmul_micros:12.1f} {of_roofline(macs, matmul_micros):>9}"
                  if matmul_micros else ""), flush=True)
     matmuls = sum(row[3] for row in breakdown if row[3])
@@ -136,9 +163,11 @@ def main(argv=None):
     # (label, model, config, chunk): decode sizes are images x chunk latents.
     default_chunk = max(1, min(k, default_latents // len(x)))
     chunks = sorted({max(1, min(k, size // len(x))) for size in (500, default_latents, 10000)})
-    before = " (before: tfvae.evaluate's default)"
-    variants = [(f"float32, {len(x) * chunk} latents per decode"
-                 + before * (chunk == default_chunk), model, config, chunk) for chunk in chunks]
+    default = " (tfvae.evaluate's default)"
+    variants = [(f"before: float32, Keras's Conv2DTranspose logits, {len(x) * default_chunk} "
+                 "latents per decode", with_keras_logits_layer(model), config, default_chunk)]
+    variants += [(f"float32, {len(x) * chunk} latents per decode"
+                  + default * (chunk == default_chunk), model, config, chunk) for chunk in chunks]
     variants.append((f"mixed bfloat16, {len(x) * default_chunk} latents per decode",
                      mixed_model, mixed_config, default_chunk))
     rates = {label: [] for label, *_ in variants}

@@ -391,6 +391,28 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     assert "Traceback" not in stderr and "interrupted" in stderr
 
 
+def test_ctrl_c_is_one_line_when_what_it_interrupted_complains_while_collected():
+    """Ctrl-C inside a file write (imageio's, say) leaves an object whose __del__ raises as the
+    process ends: its traceback must not follow the one line."""
+    program = """if True:
+        from tfvae.errors import exit_on_error
+
+        class HalfWritten:
+            def __del__(self):
+                raise ValueError("closed while half written")
+
+        def main(argv):
+            writer = HalfWritten()
+            raise KeyboardInterrupt
+
+        exit_on_error(main, interrupted="interrupted: rerun")()
+    """
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "interrupted: rerun"
+
+
 def test_ctrl_c_while_training_says_how_to_resume(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
     slow = tiny_config(train_size=2048, epochs=1000, hidden_units=(16,), steps_per_call=1)

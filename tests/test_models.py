@@ -7,10 +7,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import benchmark_module
 
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import ConvVAE, MlpVAE, build_model
+from tfvae.models import Conv2DTranspose, ConvVAE, MlpVAE, build_model
 
 # TensorFlow's CVAE tutorial for latent_dim 2, layer by layer: (type, filters or units,
 # kernel size, strides, padding, output shape, weight shapes).
@@ -199,3 +200,49 @@ def test_logistic_decoder_gives_a_location_and_a_scale_per_pixel(model_name):
     assert model.decode(tf.zeros([2, config.latent_dim])).shape == (2, 8, 6, 6)
     assert model.decode(tf.zeros([2, config.latent_dim]), apply_sigmoid=True).shape == (2, 8, 6, 3)
     assert build_model(Config(likelihood="gaussian", binarize="none")).log_scale.shape == ()
+
+
+@pytest.mark.parametrize("kernel_size, filters, activation",
+                         [(3, 1, None), (3, 4, "relu"), (5, 2, None), ((3, 5), 3, "sigmoid")])
+def test_stride_one_conv2d_transpose_is_keras_layer_in_values_and_gradients(
+        kernel_size, filters, activation):
+    """tfvae's Conv2DTranspose (one matmul to the kernel taps, then shifted sums) computes
+    Keras's layer: the same weights give the same outputs and gradients, to float rounding."""
+    x = tf.random.stateless_normal([3, 9, 7, 5], seed=(1, 2))
+    ours = Conv2DTranspose(filters, kernel_size, activation=activation)
+    theirs = keras.layers.Conv2DTranspose(filters, kernel_size, padding="same",
+                                          activation=activation)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in theirs.get_weights()]
+    results = []
+    for layer in (ours, theirs):
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
+    assert results[0][0].shape == (3, 9, 7, filters)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, dilation_rate=2)])
+def test_stride_one_conv2d_transpose_refuses_what_it_does_not_compute(kwargs):
+    with pytest.raises(ValueError, match="needs an odd kernel, no dilation"):
+        Conv2DTranspose(1, **kwargs)
+
+
+def test_keras_files_saved_with_keras_logits_layer_still_load(tmp_path):
+    """A .keras file addresses a layer's weights by its class name: a conv model saved when
+    its logits layer was Keras's Conv2DTranspose loads into tfvae's, with the same outputs."""
+    model = build_model(Config(latent_dim=2))
+    before = benchmark_module("eval_speed").with_keras_logits_layer(model)
+    assert type(before.decoder.layers[-1]) is keras.layers.Conv2DTranspose
+    before.save(tmp_path / "before.keras")
+    loaded = keras.models.load_model(tmp_path / "before.keras")
+    assert type(loaded.decoder.layers[-1]) is Conv2DTranspose
+    z = tf.random.stateless_normal([4, 2], seed=(3, 4))
+    np.testing.assert_allclose(loaded.decode(z), before.decode(z), rtol=1e-5, atol=1e-5)

@@ -37,6 +37,9 @@ def exit_on_error(main, interrupted=RESUME_HINT):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            # What the interrupt left half done (an image being written, say) is collected on
+            # the way out, and its __del__ may complain with a traceback: the process is ending.
+            sys.unraisablehook = lambda unraisable: None
             _end_progress_line()
             print(interrupted, file=sys.stderr)
             sys.exit(130)

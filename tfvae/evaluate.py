@@ -196,8 +196,8 @@ def main(argv=None):
                         "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="decode in bfloat16 (float16 on a GPU), the likelihoods and the "
-                        "bound in float32: +0.01 nats on the default conv run; 1.1-1.25x as fast "
-                        "on one CPU, 0.55x on one without AVX512-BF16 (README)")
+                        "bound in float32: +0.01 nats on the default conv run; 1.1-1.3x as fast "
+                        "on CPUs with AVX512-BF16, 0.55x on one without (README)")
     args = parser.parse_args(argv)
     result = evaluate_run(args.run_dir, k=args.k, subset=args.subset, batch_size=args.batch_size,
                           chunk=args.chunk, seed=args.seed, data_dir=args.data_dir,

@@ -698,16 +698,70 @@ def conv_output_size(size, blocks):
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """Keras's Conv2DTranspose at stride 1 with 'same' padding and an odd kernel, computed as
+    one matmul from the input channels to every kernel tap's outputs, then a sum of the taps'
+    planes, each shifted into place.
+
+    The weights, their shapes and the outputs (to float rounding) are the Keras layer's, and
+    so is the class name, by which a .keras file addresses a layer's weights: files saved
+    with Keras's layer load into this one and back. With few output channels, as in the conv
+    decoder's logits layer, TF's CPU kernel for the convolution runs at a small fraction of
+    the matmul rate and this form takes about half its time: see benchmarks/eval_speed.py.
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        kwargs.update(strides=1, padding="same")
+        super().__init__(filters, kernel_size, **kwargs)
+        if (self.data_format != "channels_last" or any(d != 1 for d in self.dilation_rate)
+                or not all(size % 2 for size in self.kernel_size)):
+            raise ValueError("tfvae's Conv2DTranspose needs an odd kernel, no dilation and "
+                             f"channels_last data; got kernel_size {self.kernel_size}, "
+                             f"dilation_rate {self.dilation_rate}, {self.data_format}")
+
+    def call(self, inputs):
+        outputs = tap_sum_conv2d_transpose(inputs, tf.convert_to_tensor(self.kernel))
+        if self.use_bias:
+            outputs = outputs + tf.convert_to_tensor(self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@tf.custom_gradient
+def tap_sum_conv2d_transpose(inputs, kernel):
+    """tf.nn.conv2d_transpose(inputs, kernel) at stride 1, 'same' padding, odd kernel sizes.
+
+    Forward: one matmul from the input channels to every tap's outputs, then the taps' planes
+    summed, each shifted into place. Backward: the two convolutions TF's own gradient of
+    conv2d_transpose runs, which cost less than differentiating the shifted sums."""
+    kh, kw, filters, channels = kernel.shape
+    _, height, width, _ = inputs.shape
+    # At stride 1 a transposed convolution is a correlation with the flipped kernel.
+    taps = tf.reshape(kernel[::-1, ::-1], [-1, channels])
+    planes = tf.matmul(taps, tf.reshape(inputs, [-1, channels]), transpose_b=True)
+    planes = tf.reshape(planes, [kh * kw, filters, -1, height, width])
+    planes = tf.pad(planes, [[0, 0], [0, 0], [0, 0], [kh // 2] * 2, [kw // 2] * 2])
+    outputs = tf.add_n([planes[i * kw + j, :, :, i:i + height, j:j + width]
+                        for i in range(kh) for j in range(kw)])  # [filters, B, H, W]
+
+    def gradient(upstream):
+        return (tf.nn.conv2d(upstream, kernel, 1, padding="SAME"),
+                tf.raw_ops.Conv2DBackpropFilter(
+                    input=upstream, filter_sizes=tf.shape(kernel), out_backprop=inputs,
+                    strides=[1, 1, 1, 1], padding="SAME"))
+
+    return tf.transpose(outputs, [1, 2, 3, 0]), gradient
+
+@keras.saving.register_keras_serializable(package="tfvae")
 class ConvVAE(VAE):
     """The convolutional VAE of TensorFlow's CVAE tutorial, for images of any shape.
 
     Encoder: one Conv2D per entry of `conv_filters` (3x3, stride 2, 'valid', ReLU), Flatten,
     Dense(2 * latent_dim). Decoder: Dense(h * w * conv_filters[0], ReLU) with h = ceil(H / 2**n)
     and w = ceil(W / 2**n) for n blocks, Reshape, one Conv2DTranspose per filter in reverse
-    order (3x3, stride 2, 'same', ReLU), Conv2DTranspose to C channels (3x3, stride 1) giving
-    logits, and a crop to H x W where h * 2**n exceeds H. On 28x28x1 images with the default
-    filters (32, 64) this is the tutorial's network layer for layer: Dense(7*7*32), Conv2DTranspose
-    64, 32, 1, no crop.
+    order (3x3, stride 2, 'same', ReLU), Conv2DTranspose to C channels (3x3, stride 1; tfvae's
+    faster form of Keras's layer) giving logits, and a crop to H x W where h * 2**n exceeds H.
+    On 28x28x1 images with the default filters (32, 64) this is the tutorial's network layer
+    for layer: Dense(7*7*32), Conv2DTranspose 64, 32, 1, no crop.
 
     Args:
       latent_dim: size of z.
@@ -752,8 +806,7 @@ class ConvVAE(VAE):
         decoder += [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
                                                  activation="relu", dtype=hidden)
                     for f in reversed(self.conv_filters)]
-        decoder.append(keras.layers.Conv2DTranspose(self.decoder_channels, 3, strides=1,
-                                                    padding="same", dtype="float32"))
+        decoder.append(Conv2DTranspose(self.decoder_channels, 3, dtype="float32"))
         extra_h, extra_w = h * 2**blocks - height, w * 2**blocks - width
         if extra_h or extra_w:  # centred: the upsampled map overhangs by < 2**blocks pixels
             decoder.append(keras.layers.Cropping2D(
