@@ -246,3 +246,15 @@ def test_keras_files_saved_with_keras_logits_layer_still_load(tmp_path):
     assert type(loaded.decoder.layers[-1]) is Conv2DTranspose
     z = tf.random.stateless_normal([4, 2], seed=(3, 4))
     np.testing.assert_allclose(loaded.decode(z), before.decode(z), rtol=1e-5, atol=1e-5)
+
+
+def test_stride_one_conv2d_transpose_takes_images_of_any_size():
+    """Traced once for unknown height and width, then called on two sizes."""
+    ours, theirs = Conv2DTranspose(2, 3), keras.layers.Conv2DTranspose(2, 3, padding="same")
+    for layer in (ours, theirs):
+        layer.build((None, None, None, 4))
+    theirs.set_weights(ours.get_weights())
+    call = tf.function(ours, input_signature=[tf.TensorSpec([None, None, None, 4])])
+    for shape in ([2, 5, 9, 4], [1, 12, 3, 4]):
+        x = tf.random.stateless_normal(shape, seed=(5, 6))
+        np.testing.assert_allclose(call(x), theirs(x), rtol=1e-5, atol=1e-5)

@@ -707,7 +707,8 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     so is the class name, by which a .keras file addresses a layer's weights: files saved
     with Keras's layer load into this one and back. With few output channels, as in the conv
     decoder's logits layer, TF's CPU kernel for the convolution runs at a small fraction of
-    the matmul rate and this form takes about half its time: see benchmarks/eval_speed.py.
+    the matmul rate: this form takes about a quarter of its time forward, and half forward and
+    backward (README, Evaluation speed; benchmarks/eval_speed.py).
     """
 
     def __init__(self, filters, kernel_size, **kwargs):
@@ -734,7 +735,7 @@ def tap_sum_conv2d_transpose(inputs, kernel):
     summed, each shifted into place. Backward: the two convolutions TF's own gradient of
     conv2d_transpose runs, which cost less than differentiating the shifted sums."""
     kh, kw, filters, channels = kernel.shape
-    _, height, width, _ = inputs.shape
+    height, width = (inputs.shape[i] or tf.shape(inputs)[i] for i in (1, 2))
     # At stride 1 a transposed convolution is a correlation with the flipped kernel.
     taps = tf.reshape(kernel[::-1, ::-1], [-1, channels])
     planes = tf.matmul(taps, tf.reshape(inputs, [-1, channels]), transpose_b=True)
@@ -750,6 +751,7 @@ def tap_sum_conv2d_transpose(inputs, kernel):
                     strides=[1, 1, 1, 1], padding="SAME"))
 
     return tf.transpose(outputs, [1, 2, 3, 0]), gradient
+
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class ConvVAE(VAE):
