@@ -722,9 +722,7 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
     def call(self, inputs):
         outputs = tap_sum_conv2d_transpose(inputs, tf.convert_to_tensor(self.kernel))
-        if self.use_bias:
-            outputs = outputs + tf.convert_to_tensor(self.bias)
-        return self.activation(outputs) if self.activation is not None else outputs
+        return self.activation(outputs + self.bias if self.use_bias else outputs)
 
 
 @tf.custom_gradient
