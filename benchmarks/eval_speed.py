@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from benchmarks import flops
-from tfvae import data, evaluate, models, rundir, steps
+from tfvae import checkpoints, data, evaluate, models, steps
 from tfvae.config import Config
 
 
@@ -137,8 +137,8 @@ def main(argv=None):
     config = Config(model=args.model, latent_dim=2 if args.model == "conv" else 20)
     images, labels = data.load_subset(config.dataset, "test", size=args.images)
     x, labels = (tf.constant(a) for a in data.test_set(images, labels, config.binarize))
-    model = rundir.new_model(config)
-    mixed_config, mixed_model = rundir.mixed_precision_copy(config, model)
+    model = checkpoints.new_model(config)
+    mixed_config, mixed_model = checkpoints.mixed_precision_copy(config, model)
     decoder_macs = flops.sequence_macs([model.decoder], tf.zeros([1, config.latent_dim]))
     gflops_before = flops.matmul_gflops(seconds=2.0 if args.quick else 6.0)
     print(f"float32 matmul: {gflops_before:.0f} GFLOP/s; decoder forward: "

@@ -42,16 +42,16 @@ def sequence_macs(layers, x):
 
 def forward_macs(model):
     """Forward MACs per image of a VAE with `encoder` and `decoder` layers: tfvae's or the
-    tutorial's. tfvae's models may reshape or extend the encoder's input (`_encoder_input`)."""
+    tutorial's. tfvae's models may reshape or extend the encoder's input (`encoder_input`)."""
     image = tf.zeros([1, *getattr(model, "image_shape", (28, 28, 1))])
     z = tf.zeros([1, model.latent_dim])
     if getattr(model, "conditional", False):
         labels = tf.zeros([1], tf.int32)
-        z = tf.concat([z, model._one_hot(labels)], -1)
+        z = tf.concat([z, model.one_hot(labels)], -1)
     else:
         labels = None
-    if hasattr(model, "_encoder_input"):
-        image = model._encoder_input(image, labels)
+    if hasattr(model, "encoder_input"):
+        image = model.encoder_input(image, labels)
     return sequence_macs([model.encoder], image) + sequence_macs([model.decoder], z)
 
 

@@ -1,10 +1,15 @@
-"""A run's checkpoints: the manager, a damaged index rebuilt, restore with fallback."""
+"""A run's checkpoints: the manager, a damaged index rebuilt, restore with fallback, and the
+trained run they hold."""
 
+import collections
+import dataclasses
 import os
 
 import tensorflow as tf
 
 from tfvae import rundir
+from tfvae.distribute import dtype_policy_name
+from tfvae.models import build_model
 from tfvae.errors import TfvaeError, first_line
 from tfvae.files import write_text
 
@@ -71,3 +76,36 @@ def restore_latest(checkpoint_manager, checkpoint):
                          "with --overwrite to start afresh") from None
     raise TfvaeError(f"checkpoint {path} does not fit this model ({first_line(error)[:200]}): "
                      "it was made by a different model or config") from None
+
+
+def new_model(config):
+    """The model a Config describes (its image shape and classes), with the run's dtype policy."""
+    return build_model(config, dtype_policy=dtype_policy_name(config))
+
+
+def mixed_precision_copy(config, model):
+    """(config, model) with mixed precision on: the same weights, hidden layers in bfloat16
+    (float16 on a GPU). Returned as they are when the run already trained that way."""
+    if config.mixed_precision:
+        return config, model
+    config = dataclasses.replace(config, mixed_precision=True)
+    copy = new_model(config)
+    copy.set_weights(model.get_weights())
+    return config, copy
+
+
+Run = collections.namedtuple("Run", "config model step checkpoint")
+
+
+def load_run(run_dir):
+    """A trained run: its Config, its model with the newest checkpoint's weights, that step."""
+    config = rundir.load_config(run_dir)
+    model = new_model(config)
+    step = tf.Variable(0, dtype=tf.int64, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, step=step)
+    path = restore_latest(manager(run_dir, checkpoint), checkpoint)
+    if path is None:
+        raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
+                         f"`python -m tfvae.train --out {run_dir}`")
+    return Run(config, model, int(step.numpy()), path)
+

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, losses, rundir, sources, steps
+from tfvae import checkpoints, data, losses, rundir, sources, steps
 from tfvae.config import ArgumentParser, check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error, first_line
 from tfvae.files import atomic_path, write_json
@@ -61,9 +61,9 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
                         ("subset", subset)):
         check_at_least(name, value)
     check_seed("seed", seed)
-    config, model, step, checkpoint_path = rundir.load_run(run_dir)
+    config, model, step, checkpoint_path = checkpoints.load_run(run_dir)
     if mixed_precision:
-        config, model = rundir.mixed_precision_copy(config, model)
+        config, model = checkpoints.mixed_precision_copy(config, model)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     test_x, test_labels = sources.load_test_set(dataclasses.replace(

@@ -46,9 +46,9 @@ def progress_latents(model, seed):
     """The latents and labels of every epoch's sample grid: the same prior draws each epoch."""
     if model.conditional:
         labels = np.repeat(np.arange(model.num_classes), model.num_classes)  # a row per class
-        styles = model.sample_prior(model.num_classes, [seed, 1])
+        styles = model.prior.sample(model.num_classes, [seed, 1])
         return tf.tile(styles, [model.num_classes, 1]), labels  # the same styles in every row
-    return model.sample_prior(PROGRESS_GRID_SIDE * PROGRESS_GRID_SIDE, [seed, 1]), None
+    return model.prior.sample(PROGRESS_GRID_SIDE * PROGRESS_GRID_SIDE, [seed, 1]), None
 
 
 def class_names(num_classes, dataset="mnist"):
@@ -98,7 +98,7 @@ def write_training_gif(run_dir):
 
 def prior_samples(model, num, seed, labels=None):
     """Images [num, H, W, C] decoded from draws of the prior keyed by `seed`."""
-    return decode_images(model, model.sample_prior(num, [seed, 2]), labels)
+    return decode_images(model, model.prior.sample(num, [seed, 2]), labels)
 
 
 def manifold_images(model, grid=GRID, label=0):
@@ -243,7 +243,7 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
 def reconstruct(model, x, labels=None):
     """Reconstruction probabilities of images x [N, H, W, C], decoded from the posterior mean."""
     logits, _, _ = model(x, labels if model.conditional else None)
-    return model.intensities(logits).numpy()
+    return model.likelihood.mean(logits).numpy()
 
 
 def write_reconstructions(model, path, x, labels):

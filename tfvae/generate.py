@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfvae import data, figures, latent, rundir, sources, viz
+from tfvae import checkpoints, data, figures, latent, rundir, sources, viz
 from tfvae.config import ArgumentParser, check_at_least, check_at_most, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 
@@ -106,7 +106,7 @@ def main(argv=None):
     seed = config.seed if args.seed is None else args.seed
     out = args.out or args.run_dir
     rundir.ensure_writable(out)
-    model = rundir.load_run(args.run_dir).model
+    model = checkpoints.load_run(args.run_dir).model
 
     paths = []
     num_classes = config.label_classes

@@ -137,17 +137,17 @@ class KerasFitMixin:
         if binarize not in BINARIZATIONS:
             raise TfvaeError(f"binarize must be one of {', '.join(BINARIZATIONS)}, "
                              f"not {binarize!r}")
-        if binarize == "none" and self.likelihood == "bernoulli":
+        if binarize == "none" and self.likelihood.targets == "binary":
             raise TfvaeError("binarize='none' keeps intensities, which a Bernoulli likelihood "
                              "cannot score: build the model with likelihood='logistic' or "
                              "'gaussian'")
-        if binarize != "none" and self.likelihood == "logistic":
+        if binarize != "none" and self.likelihood.targets == "8-bit":
             raise TfvaeError("likelihood='logistic' scores the 256 values of 8-bit pixels: "
                              "compile with binarize='none'")
         kl = kl or ("analytic" if self.closed_form_kl else "mc")
         if kl not in ("analytic", "mc") or (not self.closed_form_kl and kl == "analytic"):
-            raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' under a VampPrior or a "
-                             f"flow posterior), not {kl!r}")
+            raise TfvaeError(f"kl must be 'analytic' or 'mc' ('mc' where the KL has no closed "
+                             f"form), not {kl!r}")
         if jit_compile in (None, "auto"):
             jit_compile = self.default_jit_compile
         if steps_per_execution is None:
@@ -252,7 +252,7 @@ class KerasFitMixin:
             x = tuple(x)
         x, labels, _ = self._unpack(x)
         logits, _, _ = self(to_unit_images(x, self.image_shape), labels)
-        return self.intensities(logits)
+        return self.likelihood.mean(logits)
 
     def _check_arrays(self, x, y):
         """Fails early, in one line, on arrays a VAE cannot take."""

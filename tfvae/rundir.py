@@ -4,7 +4,6 @@ tfvae deletes only what it can prove it wrote: files whose names it owns (listed
 directory that holds a run (has config.json).
 """
 
-import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -13,8 +12,6 @@ import os
 import re
 import shutil
 import sys
-
-import tensorflow as tf
 
 from tfvae.config import MNIST_LIKE, config_from_dict
 from tfvae.errors import TfvaeError, first_line
@@ -294,41 +291,3 @@ def checkpoint_steps(directory):
         return []
     found = (re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(directory))
     return sorted(int(m.group(1)) for m in found if m)
-
-
-def new_model(config):
-    """The model a Config describes (its image shape and classes), with the run's dtype policy."""
-    from tfvae.distribute import dtype_policy_name
-    from tfvae.models import build_model
-
-    return build_model(config, dtype_policy=dtype_policy_name(config))
-
-
-def mixed_precision_copy(config, model):
-    """(config, model) with mixed precision on: the same weights, hidden layers in bfloat16
-    (float16 on a GPU). Returned as they are when the run already trained that way."""
-    if config.mixed_precision:
-        return config, model
-    config = dataclasses.replace(config, mixed_precision=True)
-    copy = new_model(config)
-    copy.set_weights(model.get_weights())
-    return config, copy
-
-
-Run = collections.namedtuple("Run", "config model step checkpoint")
-
-
-def load_run(run_dir):
-    """A trained run: its Config, its model with the newest checkpoint's weights, that step."""
-    config = load_config(run_dir)
-    model = new_model(config)
-    step = tf.Variable(0, dtype=tf.int64, name="global_step")
-    checkpoint = tf.train.Checkpoint(model=model, step=step)
-    from tfvae import checkpoints
-
-    path = checkpoints.restore_latest(checkpoints.manager(run_dir, checkpoint), checkpoint)
-    if path is None:
-        raise TfvaeError(f"{run_dir} has no checkpoint yet: train it first with "
-                         f"`python -m tfvae.train --out {run_dir}`")
-    return Run(config, model, int(step.numpy()), path)
-

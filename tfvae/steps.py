@@ -9,21 +9,6 @@ import tensorflow as tf
 from tfvae import losses
 
 
-def log_likelihood(model, x, logits):
-    """log p(x|z) under the model's likelihood; `logits` may carry extra leading sample axes.
-
-    `logits` are the decoder's f(z); an autoregressive decoder adds what each pixel's
-    predecessors in x contribute, computed once per image and shared by its samples.
-    """
-    if model.autoregressive is not None:
-        logits = logits + model.autoregressive_offsets(x, logits)
-    if model.likelihood == "gaussian":
-        return losses.gaussian_log_likelihood(x, logits, model.log_scale)
-    if model.likelihood == "logistic":
-        return losses.discretized_logistic_log_likelihood(x, *losses.logistic_parameters(logits))
-    return losses.bernoulli_log_likelihood(x, logits)
-
-
 def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic", kl_weight=1.0):
     """The training objective and its terms for each image of a batch.
 
@@ -38,35 +23,34 @@ def per_example_terms(model, x, labels, eps, *, objective="elbo", kl="analytic",
     if objective in ("elbo", "autoencoder"):
         if kl == "analytic" and not model.closed_form_kl:
             raise ValueError("this model's KL has no closed form: use kl='mc'")
-        z, log_qz = model.posterior_sample(mean, logvar, eps[:, 0])
-        log_px_z = log_likelihood(model, x, model.decode(z, labels))
-        log_pz = model.log_prior(z) if kl == "mc" else None
+        z, log_qz = model.posterior.sample(mean, logvar, eps[:, 0])
+        log_px_z = model.likelihood.log_prob(x, model.decode(z, labels))
+        log_pz = model.prior.log_prob(z) if kl == "mc" else None
         terms = losses.elbo(log_px_z, z, mean, logvar, kl, kl_weight, log_pz, log_qz)
         if objective == "autoencoder":
             # A plain autoencoder: reconstruct from the mean itself, no noise, no KL. The ELBO
             # terms above are still the ones logged; only this objective is trained.
-            terms["objective"] = log_likelihood(model, x, model.decode(mean, labels))
+            terms["objective"] = model.likelihood.log_prob(x, model.decode(mean, labels))
         return terms
     log_weights, terms = importance_weights(model, x, labels, mean, logvar, eps, kl_weight)
     return {"objective": losses.iwae_bound(log_weights), **terms}
 
 
-def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0,
-                       prior_components=None):
+def importance_weights(model, x, labels, mean, logvar, eps, kl_weight=1.0, prior_context=None):
     """Log importance weights [B, S] for z ~ q(z|x) drawn from eps [B, S, latent].
 
     Also returns the sample-averaged ELBO terms of the same draws. With `kl_weight` < 1 the
     weights are log p(x|z) + kl_weight * (log p(z) - log q(z|x)), the warm-up form.
-    `prior_components` as in `VAE.log_prior`.
+    `prior_context`: the prior's `context()` when the caller already has it.
     """
     batch, samples = tf.shape(eps)[0], tf.shape(eps)[1]
-    z, log_qz = model.posterior_sample(mean, logvar, eps)  # [B, S, latent], [B, S]
+    z, log_qz = model.posterior.sample(mean, logvar, eps)  # [B, S, latent], [B, S]
     repeated_labels = None if labels is None else tf.repeat(labels, samples)
     logits = model.decode(tf.reshape(z, [batch * samples, -1]), repeated_labels)
     logits = tf.reshape(logits, tf.concat([[batch, samples], tf.shape(logits)[1:]], 0))
-    log_px_z = log_likelihood(model, x[:, None], logits)
-    log_prior_ratio = losses.log_prior_ratio(z, mean, logvar, model.log_prior(z, prior_components),
-                                             log_qz)
+    log_px_z = model.likelihood.log_prob(x[:, None], logits)
+    log_prior_ratio = losses.log_prior_ratio(z, mean, logvar,
+                                             model.prior.log_prob(z, prior_context), log_qz)
     elbo = tf.reduce_mean(log_px_z + log_prior_ratio, axis=1)
     terms = {"elbo": elbo, "reconstruction": tf.reduce_mean(log_px_z, axis=1),
              "kl": tf.reduce_mean(-log_prior_ratio, axis=1)}
@@ -183,17 +167,17 @@ def iwae_terms(model, x, labels, draw, k, chunk):
     Returns:
       A dict of [B] tensors: 'iwae' (L_k), 'reconstruction' (log p(x|z) averaged over the k
       samples), 'kl' (the analytic KL where it has a closed form, exact where a Monte Carlo
-      estimate would add noise; under a VampPrior or a flow posterior the average over the k
-      samples) and 'elbo' (their difference).
+      estimate would add noise; otherwise the average over the k samples) and 'elbo' (their
+      difference).
     """
     chunk = min(chunk, k)
     full_chunks, rest = divmod(k, chunk)
     mean, logvar = model.encode(x, labels)
-    components = model.prior_components_params() if model.prior_components else None
+    prior_context = model.prior.context()  # what log p(z) reuses: computed once
 
     def one_chunk(start, size):
         log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size),
-                                                prior_components=components)
+                                                prior_context=prior_context)
         sums = tf.stack([terms["reconstruction"], terms["kl"]]) * size
         return tf.reduce_logsumexp(log_weights, axis=1), sums
 

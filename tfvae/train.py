@@ -44,8 +44,8 @@ def make_optimizer(config, model, total_steps=None):
             raise ValueError("--lr-schedule cosine needs the run's total_steps")
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
     optimizer = keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
-    if model.pseudo_inputs is not None:
-        optimizer.exclude_from_weight_decay(var_list=[model.pseudo_inputs])
+    if model.excluded_from_weight_decay():
+        optimizer.exclude_from_weight_decay(var_list=model.excluded_from_weight_decay())
     if model.dtype_policy_name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -98,7 +98,7 @@ def set_up(config, deterministic=True):
 def build_state(config, strategy, total_steps=None, workdir=None):
     """Model, optimizer and step under `strategy`, restored from `workdir`'s newest checkpoint."""
     with strategy.scope():
-        model = rundir.new_model(config)
+        model = checkpoints.new_model(config)
         optimizer = make_optimizer(config, model, total_steps)
         global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
     manager = None
