@@ -106,16 +106,16 @@ def mirrored_train(out_path):
 def worker(weights_path, argv):
     import numpy as np
 
-    from tfvae import rundir, train
+    from tfvae import checkpoints, train
 
     built = []
-    new_model = rundir.new_model
+    new_model = checkpoints.new_model
 
     def recording_new_model(config):
         built.append(new_model(config))
         return built[-1]
 
-    rundir.new_model = recording_new_model  # to read this worker's weights after training
+    checkpoints.new_model = recording_new_model  # to read this worker's weights after training
     train.main(argv)
     np.savez(weights_path, *built[0].get_weights())
 

@@ -102,7 +102,7 @@ def make_run(root, latent_dim=2, conditional=False, seed=0):
     run_dir = os.path.join(root, "run")
     rundir.prepare(run_dir, config)
     keras.utils.set_random_seed(seed)
-    model = rundir.new_model(config)
+    model = checkpoints.new_model(config)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=train.make_optimizer(config, model),
                                      step=tf.Variable(0, dtype=tf.int64))
     checkpoints.manager(run_dir, checkpoint).save(checkpoint_number=1)

@@ -1,5 +1,5 @@
-"""The autoregressive decoder (--autoregressive-decoder): each pixel's logit sees the pixels
-before it."""
+"""The autoregressive Bernoulli likelihood (--likelihood autoregressive): each pixel's logit
+sees the pixels before it."""
 
 import itertools
 import json
@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error, tiny_config, train_test_elbos
 
-from tfvae import evaluate, figures, losses, rundir, steps, train
-from tfvae.config import Config
+from tfvae import checkpoints, evaluate, figures, losses, train
 from tfvae.errors import TfvaeError
-from tfvae.models import WINDOW_RADIUS, AutoregressiveLogits, MlpVAE, causal_window, interpolate
+from tfvae.models import AutoregressiveBernoulli, AutoregressiveLogits, MlpVAE
+from tfvae.models.autoregressive import WINDOW_RADIUS, causal_window, interpolate
 
 SMALL_SHAPE = (3, 3, 1)  # 512 binary images: few enough to sum over them all
 
@@ -27,15 +27,12 @@ def random_kernel(layer, seed, scale=1.5):
         weight.assign(rng.normal(0.0, scale, weight.shape).astype(np.float32))
 
 
-def small_model(seed=0, hidden_units=0, conditional=False, local_units=0, local_knots=0):
+def small_model(seed=0, local_units=0, local_knots=0):
     """An autoregressive MlpVAE on 3x3 images with random (far from zero) weights; the same seed
     gives the same model whichever tests ran before."""
     keras.utils.set_random_seed(seed)
     model = MlpVAE(latent_dim=2, hidden_units=(8,), image_shape=SMALL_SHAPE,
-                   autoregressive_decoder=True, autoregressive_hidden_units=hidden_units,
-                   autoregressive_conditional=conditional,
-                   autoregressive_local_units=local_units,
-                   autoregressive_local_knots=local_knots)
+                   likelihood=AutoregressiveBernoulli(local_units, local_knots))
     model.build((None, *SMALL_SHAPE))
     random_kernel(model.autoregressive, seed)
     return model
@@ -60,7 +57,7 @@ def all_binary_images(shape):
 
 
 def test_each_offset_depends_only_on_the_pixels_before_it():
-    layer = AutoregressiveLogits(6)
+    layer = AutoregressiveLogits((2, 3, 1))
     random_kernel(layer, seed=1)
     x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
     with tf.GradientTape() as tape:
@@ -73,30 +70,12 @@ def test_each_offset_depends_only_on_the_pixels_before_it():
     assert np.count_nonzero(jacobian) == 15  # every earlier pixel counts: 6 * 5 / 2
 
 
-def test_a_hidden_layer_keeps_each_offset_to_the_pixels_before_it():
-    layer = AutoregressiveLogits(6, hidden_units=4)
-    random_kernel(layer, seed=1)
-    layer.hidden_bias.assign(tf.fill([4], 10.0))  # every unit active: no ReLU hides a path
-    layer.kernel.assign(tf.zeros([6, 6]))  # the hidden layer's paths alone
-    x = tf.random.stateless_uniform([1, 6], seed=[0, 1])
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        offsets = layer(x)
-    jacobian = tape.jacobian(offsets, x)[0, :, 0, :].numpy()  # [output i, input j]
-    assert np.all(np.triu(jacobian) == 0.0)  # nothing from pixel i itself or after it
-    # The hidden units' degrees 0, 1, 2, 3 (of pixels 0-5) reach every pixel before i, apart
-    # from pixel 4 into pixel 5, which only the linear map links.
-    reachable = np.tril(np.ones((6, 6)), k=-1)
-    reachable[5, 4] = 0.0
-    np.testing.assert_array_equal(jacobian != 0.0, reachable.astype(bool))
-
-
 def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     model = small_model()
     images = all_binary_images(SMALL_SHAPE)  # [512, 3, 3, 1]
     logits = model.decode(tf.constant([[0.3, -1.2]]))  # one z, f(z) [1, 3, 3, 1]
     repeated = tf.repeat(logits, len(images), axis=0)
-    log_px = steps.log_likelihood(model, images, repeated).numpy()
+    log_px = model.likelihood.log_prob(images, repeated).numpy()
     # By hand: sum_i log Bernoulli(x_i | sigmoid(f_i + sum_{j<i} W_ji x_j)).
     f, kernel = logits.numpy().reshape(-1), model.autoregressive.kernel.numpy()
     x = images.reshape(len(images), -1)
@@ -110,19 +89,14 @@ def test_log_likelihood_is_the_product_of_the_conditionals_and_sums_to_one():
     assert np.abs(log_px - losses.bernoulli_log_likelihood(images, repeated).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
-                         [(5, False, 0, 0), (5, True, 0, 0), (0, False, 4, 0), (5, True, 4, 0),
-                          (0, False, 4, 3)])
-def test_with_hidden_units_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels(
-        hidden_units, conditional, local_units, local_knots):
-    model = small_model(hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units, local_knots=local_knots)
+def test_with_the_local_network_the_likelihood_is_the_product_of_conditionals_on_earlier_pixels():
+    model = small_model(local_units=4, local_knots=3)
     images = all_binary_images(SMALL_SHAPE)
     logits = tf.repeat(model.decode(tf.constant([[0.3, -1.2]])), len(images), axis=0)
-    log_px = steps.log_likelihood(model, images, logits).numpy()
+    log_px = model.likelihood.log_prob(images, logits).numpy()
     # By hand: pixel i's conditional computed from an image in which only x_<i is kept.
     f, x = logits.numpy().reshape(len(images), -1), images.reshape(len(images), -1)
-    context = f if model.autoregressive.reads_logits else None
+    context = f
     by_hand = np.zeros(len(images))
     for i in range(x.shape[1]):
         earlier_only = x * (np.arange(x.shape[1]) < i)
@@ -131,22 +105,15 @@ def test_with_hidden_units_the_likelihood_is_the_product_of_conditionals_on_earl
         by_hand -= np.logaddexp(0.0, np.where(x[:, i] == 1.0, -1.0, 1.0) * logit.astype(np.float64))
     np.testing.assert_allclose(log_px, by_hand, rtol=1e-5, atol=1e-5)
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-5)
-    # The hidden units matter: without their outputs the likelihood differs.
-    layer = model.autoregressive
-    local_output = layer.knot_kernel if local_knots else getattr(layer, "local_output", None)
-    for output in ([layer.output_kernel] if hidden_units else []) + (
-            [local_output] if local_units else []):
-        output.assign(tf.zeros_like(output))
-    assert np.abs(log_px - steps.log_likelihood(model, images, logits).numpy()).max() > 0.5
+    # The local network matters: without its output the likelihood differs.
+    model.autoregressive.knot_kernel.assign(tf.zeros_like(model.autoregressive.knot_kernel))
+    assert np.abs(log_px - model.likelihood.log_prob(images, logits).numpy()).max() > 0.5
 
 
-@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
-                         [(0, False, 0, 0), (5, False, 0, 0), (5, True, 0, 0), (0, False, 4, 0),
-                          (0, False, 4, 3)])
+@pytest.mark.parametrize("local_units,local_knots", [(0, 0), (4, 3)])
 def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z(
-        hidden_units, conditional, local_units, local_knots):
-    model = small_model(seed=2, hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units, local_knots=local_knots)
+        local_units, local_knots):
+    model = small_model(seed=2, local_units=local_units, local_knots=local_knots)
     logits = tf.reshape(model.decode(tf.constant([[0.5, 0.1]])), [1, -1])
     draws = 40_000
     uniform = tf.random.stateless_uniform([draws, 9], seed=[3, 4])
@@ -159,9 +126,9 @@ def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z
         rtol=1e-5, atol=1e-6)
     # And the samples follow p(x|z): compare frequencies with the exact probabilities.
     images = all_binary_images((9,))
-    exact = np.exp(steps.log_likelihood(model, images.reshape(-1, *SMALL_SHAPE),
-                                        tf.reshape(tf.repeat(logits, 512, axis=0),
-                                                   [-1, *SMALL_SHAPE])).numpy())
+    exact = np.exp(model.likelihood.log_prob(images.reshape(-1, *SMALL_SHAPE),
+                                             tf.reshape(tf.repeat(logits, 512, axis=0),
+                                                        [-1, *SMALL_SHAPE])).numpy())
     codes = samples.numpy() @ (2 ** np.arange(8, -1, -1))
     frequencies = np.bincount(codes.astype(int), minlength=512) / draws
     assert np.abs(frequencies - exact).max() < 4 * np.sqrt(exact.max() / draws)
@@ -175,29 +142,15 @@ def test_pictures_are_the_probabilities_along_an_ancestral_sample_of_p_x_given_z
                                pictures, rtol=1e-5)
 
 
-def test_a_conditional_hidden_layer_sees_z_and_only_the_pixels_before_each_pixel():
-    layer = AutoregressiveLogits(6, hidden_units=4, conditional=True)
-    random_kernel(layer, seed=1)
-    layer.hidden_bias.assign(tf.fill([4], 10.0))  # every unit active: no ReLU hides a path
-    into_pixel_from_x, into_pixel_from_z = offset_jacobians(layer, 6)
-    assert np.all(np.triu(into_pixel_from_x) == 0.0) and np.count_nonzero(into_pixel_from_x) == 15
-    # Every pixel after the first has a hidden unit feeding it, and so sees all of f(z); the
-    # first pixel is fed by none, so its conditional is f_0(z) alone.
-    assert np.all(into_pixel_from_z[0] == 0.0) and np.all(into_pixel_from_z[1:] != 0.0)
-
-
-@pytest.mark.parametrize("hidden_units,conditional,local_units,local_knots",
-                         [(5, True, 0, 0), (0, False, 4, 0), (0, False, 4, 3)])
-def test_a_layer_that_reads_z_scores_each_sample_of_z_against_its_own_image(
-        hidden_units, conditional, local_units, local_knots):
+@pytest.mark.parametrize("local_units,local_knots", [(0, 0), (4, 3)])
+def test_each_sample_of_z_is_scored_against_its_own_image(local_units, local_knots):
     """x [B, 1, ...] beside logits [B, S, ...], the IWAE layout, equals S separate calls."""
-    model = small_model(seed=4, hidden_units=hidden_units, conditional=conditional,
-                        local_units=local_units, local_knots=local_knots)
+    model = small_model(seed=4, local_units=local_units, local_knots=local_knots)
     x = tf.constant(all_binary_images(SMALL_SHAPE)[[3, 100, 511]])  # [3, 3, 3, 1]
     z = tf.random.stateless_normal([3, 4, 2], seed=[1, 2])
     logits = tf.reshape(model.decode(tf.reshape(z, [12, 2])), [3, 4, *SMALL_SHAPE])
-    together = steps.log_likelihood(model, x[:, None], logits).numpy()  # [3, 4]
-    one_by_one = np.stack([steps.log_likelihood(model, x, logits[:, s]).numpy()
+    together = model.likelihood.log_prob(x[:, None], logits).numpy()  # [3, 4]
+    one_by_one = np.stack([model.likelihood.log_prob(x, logits[:, s]).numpy()
                            for s in range(4)], axis=1)
     # The local network's matmuls round differently with the batch size, in the last digits.
     np.testing.assert_allclose(together, one_by_one, rtol=1e-5)
@@ -222,10 +175,9 @@ def test_a_causal_window_holds_the_values_before_each_value_within_the_radius():
     np.testing.assert_array_equal(window[right][inside], window[i][inside] + shape[2])
 
 
-@pytest.mark.parametrize("local_knots", [0, 4])
-def test_the_local_network_sees_z_and_only_the_window_before_each_pixel(local_knots):
+def test_the_local_network_sees_z_and_only_the_window_before_each_pixel():
     shape = (4, 9, 1)  # wider than the window: far pixels before i must not count
-    layer = AutoregressiveLogits(36, local_units=6, image_shape=shape, local_knots=local_knots)
+    layer = AutoregressiveLogits(shape, local_units=6, local_knots=4)
     random_kernel(layer, seed=1, scale=0.5)
     layer.window_bias.assign(tf.fill([6], 10.0))  # every unit active: no ReLU hides a path
     layer.local_bias.assign(tf.fill([36, 6], 10.0))
@@ -267,81 +219,68 @@ def test_a_knotted_local_network_saves_and_reloads_the_keras_way(tmp_path):
     assert loaded.autoregressive.local_knots == 3
     x = tf.constant(all_binary_images(SMALL_SHAPE)[:8])
     logits = tf.random.stateless_normal([8, *SMALL_SHAPE], seed=[6, 7])
-    np.testing.assert_array_equal(steps.log_likelihood(loaded, x, logits),
-                                  steps.log_likelihood(model, x, logits))
+    np.testing.assert_array_equal(loaded.likelihood.log_prob(x, logits),
+                                  model.likelihood.log_prob(x, logits))
 
 
-@pytest.mark.parametrize("local_units,local_knots", [(0, 0), (4, 0), (4, 3)])
+@pytest.mark.parametrize("local_units,local_knots", [(0, 0), (4, 3)])
 def test_an_untrained_autoregressive_decoder_is_the_plain_vae(local_units, local_knots):
-    model = MlpVAE(latent_dim=2, hidden_units=(8,), autoregressive_decoder=True,
-                   autoregressive_local_units=local_units, autoregressive_local_knots=local_knots)
+    model = MlpVAE(latent_dim=2, hidden_units=(8,),
+                   likelihood=AutoregressiveBernoulli(local_units, local_knots))
     model.build((None, 28, 28, 1))
     x = tf.cast(tf.random.stateless_uniform([4, 28, 28, 1], seed=[5, 6]) < 0.3, tf.float32)
     logits = model.decode(tf.random.stateless_normal([4, 2], seed=[7, 8]))
-    np.testing.assert_allclose(steps.log_likelihood(model, x, logits),
+    np.testing.assert_allclose(model.likelihood.log_prob(x, logits),
                                losses.bernoulli_log_likelihood(x, logits), rtol=1e-6)
-    np.testing.assert_allclose(model.intensities(logits), tf.sigmoid(logits), rtol=1e-6)
+    np.testing.assert_allclose(model.likelihood.mean(logits), tf.sigmoid(logits), rtol=1e-6)
 
 
-def test_the_autoregressive_decoder_needs_the_bernoulli_likelihood(capsys):
-    with pytest.raises(TfvaeError, match="--autoregressive-decoder needs --likelihood bernoulli"):
-        Config(autoregressive_decoder=True, likelihood="gaussian", binarize="none")
-    with pytest.raises(TfvaeError, match="needs the Bernoulli likelihood"):
-        MlpVAE(latent_dim=2, likelihood="gaussian", autoregressive_decoder=True)
-    with pytest.raises(TfvaeError, match="add --autoregressive-decoder"):
-        Config(autoregressive_hidden_units=8)
-    with pytest.raises(TfvaeError, match="needs autoregressive_decoder=True"):
-        MlpVAE(latent_dim=2, autoregressive_hidden_units=8)
-    with pytest.raises(TfvaeError, match="add --autoregressive-hidden-units H"):
-        Config(autoregressive_decoder=True, autoregressive_conditional=True)
-    with pytest.raises(TfvaeError, match="needs autoregressive_hidden_units"):
-        MlpVAE(latent_dim=2, autoregressive_decoder=True, autoregressive_conditional=True)
-    with pytest.raises(TfvaeError, match="needs hidden units"):
-        AutoregressiveLogits(6, conditional=True)
-    with pytest.raises(TfvaeError, match="add --autoregressive-decoder"):
-        Config(autoregressive_local_units=8)
-    with pytest.raises(TfvaeError, match="needs autoregressive_decoder=True"):
-        MlpVAE(latent_dim=2, autoregressive_local_units=8)
-    with pytest.raises(TfvaeError, match="local units need the image's shape"):
-        AutoregressiveLogits(6, local_units=4, image_shape=(2, 2, 1))
-    with pytest.raises(TfvaeError, match="add --autoregressive-local-units C"):
-        Config(autoregressive_decoder=True, autoregressive_local_knots=8)
-    with pytest.raises(TfvaeError, match="must be 0 .off. or 2 or more, not 1"):
-        Config(autoregressive_decoder=True, autoregressive_local_units=4,
-               autoregressive_local_knots=1)
-    with pytest.raises(TfvaeError, match="need local units and at least 2 knots"):
-        AutoregressiveLogits(4, local_units=2, image_shape=(2, 2, 1), local_knots=1)
-    message = cli_error(train.main, ["--autoregressive-decoder", "--autoregressive-local-units",
-                                     "4", "--autoregressive-local-knots", "-2"], capsys)
+def test_the_local_network_needs_units_and_knots_together(capsys):
+    with pytest.raises(TfvaeError, match="needs units and at least 2 knots"):
+        AutoregressiveLogits((2, 2, 1), local_units=2, local_knots=1)
+    with pytest.raises(TfvaeError, match="needs units and at least 2 knots"):
+        AutoregressiveLogits((2, 2, 1), local_units=2)
+    with pytest.raises(TfvaeError, match="needs units and at least 2 knots"):
+        MlpVAE(latent_dim=2, likelihood=AutoregressiveBernoulli(local_knots=3))
+    message = cli_error(train.main, ["--likelihood", "autoregressive",
+                                     "--autoregressive-local-units", "4",
+                                     "--autoregressive-local-knots", "-2"], capsys)
     assert "--autoregressive-local-knots must be 0 or more" in message
-    message = cli_error(train.main, ["--autoregressive-decoder",
+    message = cli_error(train.main, ["--likelihood", "autoregressive",
                                      "--autoregressive-local-units", "-1"], capsys)
     assert "--autoregressive-local-units must be 0 or more" in message
-    message = cli_error(train.main, ["--autoregressive-decoder",
-                                     "--autoregressive-hidden-units", "-1"], capsys)
-    assert "--autoregressive-hidden-units must be 0 or more" in message
-    message = cli_error(train.main, ["--autoregressive-decoder", "--likelihood", "gaussian",
-                                     "--binarize", "none"], capsys)
-    assert "--autoregressive-decoder needs --likelihood bernoulli" in message
+
+
+def test_the_removed_modes_are_refused_in_one_line_naming_the_last_version():
+    """MADE's hidden layer, the same seeing f(z), and the local network without knots: tfvae
+    0.1.0's saved models that use them are refused, not misread."""
+    for removed in ({"autoregressive_hidden_units": 8},
+                    {"autoregressive_hidden_units": 8, "autoregressive_conditional": True},
+                    {"autoregressive_local_units": 4, "autoregressive_local_knots": 0}):
+        config = {"latent_dim": 2, "hidden_units": [8], "autoregressive_decoder": True,
+                  "likelihood": "bernoulli", **removed}
+        with pytest.raises(TfvaeError, match=r"tfvae 0\.1\.0 is the last version that trains "
+                                             r"and loads it: pip install tfvae==0\.1\.0"):
+            MlpVAE.from_config(config)
 
 
 def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnist_dir):
     run_dir = str(tmp_path / "run")
-    config = tiny_config(autoregressive_decoder=True, autoregressive_hidden_units=16,
-                         autoregressive_conditional=True, autoregressive_local_units=4,
-                         kl="mc", objective="iwae", k=2, data_dir=mnist_dir, epochs=2)
+    config = tiny_config(likelihood="autoregressive", autoregressive_local_units=4,
+                         autoregressive_local_knots=3, objective="iwae", k=2, data_dir=mnist_dir,
+                         epochs=2)
     elbos = train_test_elbos(config, run_dir)
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     saved = json.load(open(os.path.join(run_dir, "config.json")))
-    assert saved["autoregressive_decoder"] and saved["autoregressive_hidden_units"] == 16
-    assert saved["autoregressive_conditional"] and saved["autoregressive_local_units"] == 4
+    assert saved["likelihood"] == "autoregressive" and saved["autoregressive_local_units"] == 4
+    assert saved["autoregressive_local_knots"] == 3 and saved["binarize"] == "dynamic"
     for name in ("image_at_epoch_0002.png", "reconstruction_at_epoch_0002.png", "training.gif",
                  "manifold.png", "transition.gif"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 0
-    model = rundir.load_run(run_dir).model
-    assert model.autoregressive.conditional
-    for weight in (model.autoregressive.kernel, model.autoregressive.output_kernel,
-                   model.autoregressive.local_output):
+    model = checkpoints.load_run(run_dir).model
+    assert model.autoregressive is model.likelihood.network
+    for weight in (model.autoregressive.kernel, model.autoregressive.knot_kernel,
+                   model.autoregressive.window_kernel):
         assert np.abs(weight.numpy()).max() > 0  # trained from zero, and restored
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
                                    verbose=0)
@@ -352,18 +291,18 @@ def test_an_autoregressive_model_trains_evaluates_draws_and_saves(tmp_path, mnis
     path = str(tmp_path / "ar.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    for name in ("kernel", "hidden_kernel", "output_kernel", "context_kernel",
-                 "window_kernel", "local_bias", "local_output"):
+    for name in ("kernel", "window_kernel", "window_bias", "local_kernel", "local_bias",
+                 "knot_kernel"):
         np.testing.assert_array_equal(getattr(loaded.autoregressive, name).numpy(),
                                       getattr(model.autoregressive, name).numpy())
     np.testing.assert_allclose(loaded.sample(seed=3), pictures, atol=1e-6)
 
 
 def test_an_autoregressive_model_fits_and_predicts_the_keras_way():
-    model = MlpVAE(latent_dim=2, hidden_units=(16,), autoregressive_decoder=True)
+    model = MlpVAE(latent_dim=2, hidden_units=(16,), likelihood=AutoregressiveBernoulli())
     model.compile(keras.optimizers.Adam(1e-2))  # XLA, as for every MlpVAE
     x = tf.cast(tf.random.stateless_uniform([64, 28, 28, 1], seed=[9, 9]) < 0.2, tf.float32)
     model.fit(x, batch_size=32, epochs=2, verbose=0)
     assert np.abs(model.autoregressive.kernel.numpy()).max() > 0
     predicted = model.predict(x[:4], verbose=0)
-    np.testing.assert_allclose(predicted, model.intensities(model(x[:4])[0]), atol=1e-6)
+    np.testing.assert_allclose(predicted, model.likelihood.mean(model(x[:4])[0]), atol=1e-6)

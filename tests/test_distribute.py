@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import data, distribute, rundir, steps
+from tfvae import checkpoints, data, distribute, rundir, steps
 from tfvae.config import Config
 from tfvae.train import make_optimizer, train_and_evaluate
 
@@ -123,7 +123,7 @@ def test_mixed_precision_trains_in_bfloat16_with_float32_logits():
     config = Config(model="conv", latent_dim=2, batch_size=32, mixed_precision=True)
     assert distribute.dtype_policy_name(config) == "mixed_bfloat16"  # this machine has no GPU
     keras.utils.set_random_seed(0)
-    model = rundir.new_model(config)
+    model = checkpoints.new_model(config)
     optimizer = make_optimizer(config, model)
     assert model.encoder.layers[0].compute_dtype == "bfloat16"
     assert model.encoder.layers[0].kernel.dtype == "float32"  # master weights stay float32

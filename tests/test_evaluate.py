@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error, tiny_config
 
-from tfvae import evaluate, rundir, sources, steps, train
+from tfvae import checkpoints, evaluate, rundir, sources, steps, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
@@ -53,7 +53,7 @@ def test_nll_standard_error_is_the_spread_of_the_images_bounds(tiny_run):
     result = evaluate.evaluate_run(tiny_run, k=10, subset=30, batch_size=10, chunk=5, seed=2,
                                    verbose=0, write=False)
     # The same bounds image by image, seeded as evaluate seeds its batches.
-    config, model, _, _ = rundir.load_run(tiny_run)
+    config, model, _, _ = checkpoints.load_run(tiny_run)
     x, labels = sources.load_test_set(dataclasses.replace(config, test_size=30))
     iwae_step = steps.make_iwae_function(model, config, 10, 5)
     bounds = np.concatenate([

@@ -230,7 +230,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_an_older_one(damage, trained,
     assert record["epoch"] == 2 and record["step"] == 8  # epoch 2 retrained from step 4
     if damage == "truncated-data":
         assert "ckpt-8 is damaged" in err and "resuming from" in err
-    assert rundir.load_run(run_dir).step == 8
+    assert checkpoints.load_run(run_dir).step == 8
 
 
 @pytest.mark.parametrize("damage", ["garbled", "deleted", "stale"])

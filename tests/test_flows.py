@@ -10,10 +10,10 @@ import tensorflow as tf
 from helpers import benchmark_module, cli_error, tiny_config, train_test_elbos
 from test_iwae import ppca
 
-from tfvae import evaluate, losses, rundir, steps, train
+from tfvae import checkpoints, evaluate, losses, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import CouplingFlow, MlpVAE
+from tfvae.models import CouplingFlow, FlowPosterior, MlpVAE
 
 masked_coupling_flow = benchmark_module("flow_speed").masked_coupling_flow
 
@@ -76,7 +76,7 @@ def test_log_det_matches_the_brute_force_jacobian(latent_dim):
 def flow_model(seed=7, scale=0.3, latent_dim=2):
     """An unconditional model with a 2-step flow posterior whose flow weights are random."""
     keras.utils.set_random_seed(seed)
-    model = MlpVAE(latent_dim=latent_dim, hidden_units=(16,), posterior_flow_steps=2)
+    model = MlpVAE(latent_dim=latent_dim, hidden_units=(16,), posterior=FlowPosterior(2))
     model.build((None, 28, 28, 1))
     randomize(model.posterior_flow, seed, scale)
     return model
@@ -95,7 +95,7 @@ def test_lk_under_a_flow_posterior_approaches_the_exact_log_likelihood_from_belo
     repeats, gaps = 100, {}
     for k in (1, 10, 100, 1000):
         eps = tf.random.stateless_normal([len(x), repeats * k, 2], seed=[k, 1])
-        z, log_q = model.posterior_sample(mean, logvar, eps)
+        z, log_q = model.posterior.sample(mean, logvar, eps)
         z, log_q = tf.cast(z, tf.float64), tf.cast(log_q, tf.float64)
         decoded = tf.einsum("bkl,ol->bko", z, weights) + bias
         log_joint = (losses.log_normal_pdf(x[:, None], decoded, 2 * np.log(scale))
@@ -151,7 +151,7 @@ def test_a_flow_model_trains_evaluates_and_saves(tmp_path, mnist_dir):
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
     assert json.load(open(os.path.join(run_dir, "config.json")))["posterior_flow_steps"] == 2
     # The trained flow comes back from the checkpoint (its output layers start at zero).
-    trained = rundir.load_run(run_dir).model.posterior_flow
+    trained = checkpoints.load_run(run_dir).model.posterior_flow
     assert len(trained.weights) == 8
     assert all(np.abs(w.numpy()).max() > 0 for w in trained.weights if "dense_1" in w.path)
     result = evaluate.evaluate_run(run_dir, k=20, subset=20, batch_size=10, chunk=10,
@@ -159,11 +159,11 @@ def test_a_flow_model_trains_evaluates_and_saves(tmp_path, mnist_dir):
     assert np.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"]
     assert result["elbo"] == pytest.approx(result["reconstruction"] - result["kl"])
     # The Keras way: saved and reloaded, the flow draws the same samples.
-    model = rundir.load_run(run_dir).model
+    model = checkpoints.load_run(run_dir).model
     path = str(tmp_path / "flow.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
     mean, logvar = model.encode(tf.zeros([2, 28, 28, 1]))
     eps = tf.random.stateless_normal([2, 5, config.latent_dim], seed=[0, 1])
-    np.testing.assert_allclose(loaded.posterior_sample(mean, logvar, eps)[1],
-                               model.posterior_sample(mean, logvar, eps)[1], rtol=1e-6)
+    np.testing.assert_allclose(loaded.posterior.sample(mean, logvar, eps)[1],
+                               model.posterior.sample(mean, logvar, eps)[1], rtol=1e-6)

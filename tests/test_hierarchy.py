@@ -10,10 +10,10 @@ import tensorflow as tf
 from helpers import cli_error, tiny_config, train_test_elbos
 from test_flows import randomize
 
-from tfvae import evaluate, losses, rundir, steps, train
+from tfvae import checkpoints, evaluate, losses, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import MlpVAE
+from tfvae.models import MlpVAE, compose
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -27,9 +27,9 @@ def normal_log_density(z, mean, logvar):
 def two_layer_model(latent_dim=5, top=2, prior_components=0, image_shape=(28, 28, 1), seed=3,
                     scale=None, encoder_scale=None, posterior_flow_steps=0):
     keras.utils.set_random_seed(seed)
-    model = MlpVAE(latent_dim=latent_dim, hidden_units=(16,), top_latent_dim=top,
-                   prior_components=prior_components, image_shape=image_shape,
-                   posterior_flow_steps=posterior_flow_steps)
+    model = MlpVAE(latent_dim=latent_dim, hidden_units=(16,), image_shape=image_shape,
+                   **compose(prior_components=prior_components, top_latent_dim=top,
+                             posterior_flow_steps=posterior_flow_steps))
     model.build((None, *image_shape))
     if scale:  # the top-down network keeps its Glorot weights: scaled, its variances explode
         randomize(model.encoder, seed, encoder_scale or scale)
@@ -119,7 +119,7 @@ def test_lk_approaches_the_quadrature_log_likelihood_from_below(prior_components
                             image_shape=(2, 2, 1), scale=0.8, encoder_scale=0.3,
                             posterior_flow_steps=posterior_flow_steps)
     z, area = grid_quadrature(model)
-    log_prior = tf.cast(model.log_prior(z), tf.float64).numpy()
+    log_prior = tf.cast(model.prior.log_prob(z), tf.float64).numpy()
     assert np.exp(log_prior).sum() * area == pytest.approx(1.0, abs=1e-4)
     x = tf.constant([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 0]], tf.float32)
     images = tf.reshape(x, [3, 2, 2, 1])
@@ -130,10 +130,10 @@ def test_lk_approaches_the_quadrature_log_likelihood_from_below(prior_components
     repeats, gaps = 200, {}
     for k in (1, 10, 100, 1000):
         eps = tf.random.stateless_normal([3, repeats * k, 2], seed=[k, 2])
-        z_q, log_q = model.posterior_sample(mean, logvar, eps)
+        z_q, log_q = model.posterior.sample(mean, logvar, eps)
         logits = tf.reshape(model.decode(tf.reshape(z_q, [-1, 2])), [3, -1, 2, 2, 1])
         log_joint = losses.bernoulli_log_likelihood(images[:, None], logits) \
-            + model.log_prior(z_q)
+            + model.prior.log_prob(z_q)
         for name, shift in (("exact", 0.0), ("log q off by 0.3", -0.3)):
             log_weights = tf.reshape(tf.cast(log_joint - (log_q + shift), tf.float64),
                                      [3, repeats, k])
@@ -151,14 +151,14 @@ def test_prior_samples_follow_the_prior_density():
     model = two_layer_model(latent_dim=2, top=1, prior_components=3, image_shape=(2, 2, 1),
                             scale=0.8)
     z, area = grid_quadrature(model)
-    density = np.exp(tf.cast(model.log_prior(z), tf.float64).numpy()) * area
+    density = np.exp(tf.cast(model.prior.log_prob(z), tf.float64).numpy()) * area
     z = z.numpy().astype(np.float64)
     grid_moments = [density @ f for f in (z[:, 0], z[:, 1], z[:, 0] ** 2, z[:, 0] * z[:, 1])]
-    draws = model.sample_prior(40000, [5, 6]).numpy().astype(np.float64)
+    draws = model.prior.sample(40000, [5, 6]).numpy().astype(np.float64)
     for f, expected in zip((draws[:, 0], draws[:, 1], draws[:, 0] ** 2,
                             draws[:, 0] * draws[:, 1]), grid_moments):
         assert f.mean() == pytest.approx(expected, abs=4 * f.std() / np.sqrt(len(f)) + 1e-3)
-    prior_means, _ = model.conditional_prior(tf.constant([[-2.0], [2.0]]))
+    prior_means, _ = model.prior.conditional(tf.constant([[-2.0], [2.0]]))
     assert abs(float(prior_means[0, 0] - prior_means[1, 0])) > 0.1  # z1 depends on z2
 
 
@@ -188,13 +188,13 @@ def test_a_two_layer_model_trains_evaluates_and_saves(tmp_path, mnist_dir):
                                    verbose=0)
     assert np.isfinite(result["iwae"]) and result["iwae"] >= result["elbo"]
     # The trained top-down network comes back from the checkpoint and from a .keras file.
-    model = rundir.load_run(run_dir).model
+    model = checkpoints.load_run(run_dir).model
     path = str(tmp_path / "two_layers.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
     z2 = tf.constant([[-1.0], [0.5]])
-    np.testing.assert_allclose(loaded.conditional_prior(z2), model.conditional_prior(z2),
+    np.testing.assert_allclose(loaded.prior.conditional(z2), model.prior.conditional(z2),
                                rtol=1e-6)
     assert np.abs(model.top_down.weights[0].numpy()).max() > 0
-    np.testing.assert_allclose(loaded.sample_prior(3, [1, 2]), model.sample_prior(3, [1, 2]),
+    np.testing.assert_allclose(loaded.prior.sample(3, [1, 2]), model.prior.sample(3, [1, 2]),
                                rtol=1e-6)

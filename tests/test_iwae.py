@@ -180,7 +180,7 @@ def test_logistic_log_likelihood_takes_a_location_and_scale_per_pixel(logistic_m
     location = losses.logistic_location(logits[..., :3])
     log_scale = np.maximum(logits[..., 3:], losses.MIN_LOG_SCALE)
     expected = losses.discretized_logistic_log_likelihood(x, location, log_scale)
-    np.testing.assert_array_equal(steps.log_likelihood(model, x, logits), expected)
+    np.testing.assert_array_equal(model.likelihood.log_prob(x, logits), expected)
     np.testing.assert_array_equal(losses.logistic_parameters(tf.fill([1, 2], -50.0))[1],
                                   [[losses.MIN_LOG_SCALE]])
     # The location reaches past both ends, so 0 and 255 can take nearly all the mass ...
@@ -188,7 +188,7 @@ def test_logistic_log_likelihood_takes_a_location_and_scale_per_pixel(logistic_m
     np.testing.assert_allclose(losses.logistic_location(tf.constant([-30.0, 0.0, 30.0])),
                                [-margin, 0.5, 1 + margin], atol=1e-6)
     # ... and pictures show it clipped to [0, 1].
-    np.testing.assert_array_equal(model.intensities(logits),
+    np.testing.assert_array_equal(model.likelihood.mean(logits),
                                   tf.clip_by_value(location, 0.0, 1.0))
 
 

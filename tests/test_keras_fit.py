@@ -44,7 +44,7 @@ def small_mlp(**kwargs):
 def cli_test_elbo(model, images, labels, binarize, kl="analytic"):
     """The CLI's test ELBO, reconstruction and KL of `model` on uint8 test images."""
     config = Config(model="mlp" if isinstance(model, MlpVAE) else "conv", binarize=binarize,
-                    likelihood=model.likelihood, kl=kl, latent_dim=model.latent_dim)
+                    likelihood=model.likelihood.name, kl=kl, latent_dim=model.latent_dim)
     test_x, test_labels = data.test_set(images, labels, binarize)
     batches = data.eval_batches(test_x, test_labels, batch_size=1000,
                                 noise_shape=(1, model.latent_dim))

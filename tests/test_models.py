@@ -184,9 +184,9 @@ def test_vamp_prior_pseudo_inputs_have_the_image_shape(model_name):
                     hidden_units=(16,))
     model = build_model(config)
     assert model.pseudo_inputs.shape == (5, 16, 12, 3)
-    means, logvars = model.prior_components_params()
+    means, logvars = model.prior.context()
     assert means.shape == logvars.shape == (5, 3)
-    assert model.sample_prior(7, [1, 2]).shape == (7, 3)
+    assert model.prior.sample(7, [1, 2]).shape == (7, 3)
     assert model.sample(seed=2).shape == (100, 16, 12, 3)
 
 
@@ -196,7 +196,7 @@ def test_logistic_decoder_gives_a_location_and_a_scale_per_pixel(model_name):
                     likelihood="logistic", binarize="none", conv_filters=(8,),
                     hidden_units=(16,))
     model = build_model(config)
-    assert model.log_scale is None and model.decoder_channels == 6
+    assert not hasattr(model, "log_scale") and model.decoder_channels == 6
     assert model.decode(tf.zeros([2, config.latent_dim])).shape == (2, 8, 6, 6)
     assert model.decode(tf.zeros([2, config.latent_dim]), apply_sigmoid=True).shape == (2, 8, 6, 3)
     assert build_model(Config(likelihood="gaussian", binarize="none")).log_scale.shape == ()

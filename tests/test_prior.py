@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from helpers import tiny_config
 
-from tfvae import losses, rundir, steps, train
+from tfvae import checkpoints, losses, rundir, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import MlpVAE
+from tfvae.models import MlpVAE, VampPrior
 
 LATENT = 3
 COMPONENTS = 7
@@ -21,7 +21,7 @@ COMPONENTS = 7
 def vamp_model():
     """A VampPrior model whose pseudo-inputs are distinct images, partly outside [0, 1]."""
     keras.utils.set_random_seed(11)
-    model = MlpVAE(latent_dim=LATENT, hidden_units=(16,), prior_components=COMPONENTS)
+    model = MlpVAE(latent_dim=LATENT, hidden_units=(16,), prior=VampPrior(COMPONENTS))
     model.build((None, 28, 28, 1))
     images = tf.random.stateless_uniform(model.pseudo_inputs.shape, seed=[5, 6],
                                          minval=-1.0, maxval=2.0)
@@ -73,17 +73,17 @@ def test_one_component_mixture_is_the_gaussian():
 def test_vamp_prior_is_the_mixture_of_the_clipped_pseudo_inputs_posteriors(vamp_model):
     means, logvars = vamp_model.encode(tf.clip_by_value(vamp_model.pseudo_inputs, 0.0, 1.0))
     z = tf.random.stateless_normal([4, 2, LATENT], seed=[1, 2])
-    np.testing.assert_allclose(vamp_model.log_prior(z), numpy_mixture_log_density(
+    np.testing.assert_allclose(vamp_model.prior.log_prob(z), numpy_mixture_log_density(
         z, means, logvars), rtol=1e-5)
     unclipped_means, _ = vamp_model.encode(vamp_model.pseudo_inputs)
     assert not np.allclose(unclipped_means, means, atol=1e-3)  # the clip matters here
 
 
 def test_vamp_prior_samples_are_seeded_and_follow_the_mixture(vamp_model):
-    draws = vamp_model.sample_prior(20_000, [3, 4]).numpy()
-    np.testing.assert_array_equal(draws, vamp_model.sample_prior(20_000, [3, 4]).numpy())
-    assert not np.array_equal(draws, vamp_model.sample_prior(20_000, [3, 5]).numpy())
-    means, logvars = (t.numpy() for t in vamp_model.prior_components_params())
+    draws = vamp_model.prior.sample(20_000, [3, 4]).numpy()
+    np.testing.assert_array_equal(draws, vamp_model.prior.sample(20_000, [3, 4]).numpy())
+    assert not np.array_equal(draws, vamp_model.prior.sample(20_000, [3, 5]).numpy())
+    means, logvars = (t.numpy() for t in vamp_model.prior.context())
     # Components far apart relative to the standard error: a sampler stuck on one component,
     # or ignoring the components' own variances, fails the moment checks below.
     assert np.ptp(means, axis=0).min() > 0.1
@@ -97,7 +97,7 @@ def test_vamp_prior_samples_are_seeded_and_follow_the_mixture(vamp_model):
 
 def test_standard_prior_samples_are_the_standard_normal_draws():
     model = MlpVAE(latent_dim=LATENT, hidden_units=(8,))
-    np.testing.assert_array_equal(model.sample_prior(5, [1, 2]),
+    np.testing.assert_array_equal(model.prior.sample(5, [1, 2]),
                                   tf.random.stateless_normal([5, LATENT], seed=[1, 2]))
 
 
@@ -112,7 +112,7 @@ def test_l1_under_the_vamp_prior_is_the_single_sample_elbo_and_lk_is_above(vamp_
     mean, logvar = vamp_model.encode(x)
     z = vamp_model.reparameterize(mean, logvar, eps[:, 0])
     log_px_z = losses.bernoulli_log_likelihood(x, vamp_model.decode(z))
-    log_pz = numpy_mixture_log_density(z, *vamp_model.prior_components_params())
+    log_pz = numpy_mixture_log_density(z, *vamp_model.prior.context())
     log_qz_x = losses.log_normal_pdf(z, mean, logvar)
     np.testing.assert_allclose(elbo, log_px_z + log_pz - log_qz_x, rtol=1e-5)
     terms = steps.iwae_terms(vamp_model, x, labels, lambda start, size: eps, k=1, chunk=1)
@@ -153,7 +153,7 @@ def test_vamp_prior_with_cosine_schedule_trains_and_restores(tmp_path, mnist_dir
         np.testing.assert_allclose(record["learning_rate"], expected, rtol=1e-4, atol=1e-9)
     assert (tmp_path / "image_at_epoch_0003.png").is_file()
     # The pseudo-inputs learned (they started near 0.05) and come back from the checkpoint.
-    run = rundir.load_run(str(tmp_path))
+    run = checkpoints.load_run(str(tmp_path))
     learned = run.model.pseudo_inputs.numpy()
     assert np.mean(np.abs(learned - 0.05) > 0.03) > 0.1
     fresh = MlpVAE(latent_dim=4, hidden_units=(64,), prior_components=16)

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from tfvae import rundir
 from tfvae.distribute import dtype_policy_name
-from tfvae.models import build_model
 from tfvae.errors import TfvaeError, first_line
 from tfvae.files import write_text
+from tfvae.models import build_model
 
 
 def manager(run_dir, checkpoint, max_to_keep=3):

@@ -172,7 +172,7 @@ class AutoregressiveBernoulli(Part):
       local_knots: M >= 2 knots of the local network's output (with local units).
     """
 
-    targets = "binary"
+    name, targets = "autoregressive", "binary"
 
     def __init__(self, local_units=0, local_knots=0):
         self.local_units, self.local_knots = local_units, local_knots

@@ -12,8 +12,13 @@ import tensorflow as tf
 
 from tfvae import losses
 from tfvae.errors import TfvaeError
-from tfvae.models.parts import (GaussianPosterior, Part, StandardNormal, reparameterize,
-                                with_sample_axis)
+from tfvae.models.parts import (
+    GaussianPosterior,
+    Part,
+    StandardNormal,
+    reparameterize,
+    with_sample_axis,
+)
 
 TOP_DOWN_UNITS = 256  # the hidden layers of p(z1|z2)
 

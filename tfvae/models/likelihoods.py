@@ -16,7 +16,7 @@ class Gaussian(Part):
     """p(x|z) = N(x; sigmoid(f(z)), s^2) per pixel, one learned scale s for all pixels (the
     calibrated decoder of Rybkin et al. 2021): a density over intensities in [0, 1]."""
 
-    targets = "intensities"
+    name, targets = "gaussian", "intensities"
 
     def attach(self, model):
         self.log_scale = model.add_weight(shape=(), initializer="zeros", name="log_scale")
@@ -37,7 +37,7 @@ class DiscretizedLogistic(Part):
     """p(x|z) for 8-bit pixels: each of the 256 values' exact probability under a logistic
     whose location and scale the decoder gives per pixel and channel (Salimans et al. 2017)."""
 
-    targets = "8-bit"
+    name, targets = "logistic", "8-bit"
 
     def channels(self, image_channels):
         return 2 * image_channels  # a location and a log-scale for each channel

@@ -99,6 +99,7 @@ class GaussianPosterior(Part):
 class Bernoulli(Part):
     """p(x|z) = prod_i Bernoulli(x_i | sigmoid(f_i(z))): binary pixels, as in the tutorial."""
 
+    name = "bernoulli"  # as --likelihood names it
     targets = "binary"  # what it scores: binary pixels, intensities, or 8-bit values
 
     def channels(self, image_channels):
