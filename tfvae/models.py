@@ -832,21 +832,21 @@ def build_model(config, dtype_policy=None):
         from the data by training).
       dtype_policy: a Keras dtype policy name for the hidden layers, or None for float32.
     """
+    config = config.resolved()
+    autoregressive = config.likelihood == "autoregressive"
     num_classes = config.label_classes if config.conditional else 0
     if config.conditional and not num_classes:
         raise TfvaeError(f"{config.dataset} has no labels, so a --conditional model has "
                          "nothing to condition on: drop --conditional")
     common = dict(latent_dim=config.latent_dim,
                   num_classes=num_classes,
-                  likelihood=config.likelihood,
+                  likelihood="bernoulli" if autoregressive else config.likelihood,
                   dtype_policy=dtype_policy,
                   prior_components=config.prior_components,
                   image_shape=config.image_shape,
                   posterior_flow_steps=config.posterior_flow_steps,
                   top_latent_dim=config.top_latent_dim,
-                  autoregressive_decoder=config.autoregressive_decoder,
-                  autoregressive_hidden_units=config.autoregressive_hidden_units,
-                  autoregressive_conditional=config.autoregressive_conditional,
+                  autoregressive_decoder=autoregressive,
                   autoregressive_local_units=config.autoregressive_local_units,
                   autoregressive_local_knots=config.autoregressive_local_knots)
     if config.model == "mlp":
