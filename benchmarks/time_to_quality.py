@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from benchmarks import tutorial
 from tfvae import data, rundir, train
-from tfvae.config import ArgumentParser, Config, add_config_flags, config_from_args
+from tfvae.cli import ArgumentParser, add_config_flags, config_from_args
+from tfvae.config import Config
 
 
 def run_tutorial(train_images, test_images, epochs, batch_size=32, learning_rate=1e-4):

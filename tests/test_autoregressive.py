@@ -259,8 +259,8 @@ def test_the_removed_modes_are_refused_in_one_line_naming_the_last_version():
                     {"autoregressive_local_units": 4, "autoregressive_local_knots": 0}):
         config = {"latent_dim": 2, "hidden_units": [8], "autoregressive_decoder": True,
                   "likelihood": "bernoulli", **removed}
-        with pytest.raises(TfvaeError, match=r"tfvae 0\.1\.0 is the last version that trains "
-                                             r"and loads it: pip install tfvae==0\.1\.0"):
+        with pytest.raises(TfvaeError, match=r"removed: tfvae 0\.1\.0 is the last version that "
+                                             r"trains it: pip install tfvae==0\.1\.0"):
             MlpVAE.from_config(config)
 
 

@@ -1,18 +1,16 @@
 """The one frozen config that the command line, the notebooks and the tests all build."""
 
-import argparse
 import dataclasses
 import os
-import sys
 import typing
 
 from tfvae.errors import TfvaeError
 
 CHOICES = {
     "model": ("conv", "mlp"),
-    "binarize": ("dynamic", "static", "none"),
-    "likelihood": ("bernoulli", "gaussian", "logistic"),
-    "kl": ("analytic", "mc"),
+    "binarize": ("auto", "dynamic", "static", "none"),
+    "likelihood": ("auto", "bernoulli", "gaussian", "logistic", "autoregressive"),
+    "kl": ("auto", "analytic", "mc"),
     "objective": ("elbo", "iwae", "autoencoder"),
     "lr_schedule": ("constant", "cosine"),
     "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
@@ -23,6 +21,10 @@ CHOICES = {
 MNIST_LIKE = ("mnist", "fashion_mnist")
 MNIST_SHAPE = (28, 28, 1)  # height, width, channels
 MNIST_CLASSES = 10
+
+# The likelihoods of binary pixels; the others score 8-bit intensities.
+BINARY_LIKELIHOODS = ("bernoulli", "autoregressive")
+LAST_VERSION_NOTE = "tfvae 0.1.0 is the last version that trains it: pip install tfvae==0.1.0"
 
 # numpy's and Keras's global seeding takes 0 .. 2**32 - 1; stateless draws take any int64.
 MAX_SEED = 2**32 - 1
@@ -42,33 +44,23 @@ class Config:
                                  "Kingma & Welling's VAE)")
     prior_components: int = _field(
         0, "0: the standard normal prior; K: a VampPrior (Tomczak & Welling 2018), the mixture "
-        "of the posteriors of K learned pseudo-inputs (needs --kl mc)")
+        "of the posteriors of K learned pseudo-inputs")
     posterior_flow_steps: int = _field(
         0, "0: the encoder's Gaussian posterior; N: N affine coupling layers (Real NVP) "
-        "applied to its samples, a more flexible q(z|x) (needs --kl mc)")
+        "applied to its samples, a more flexible q(z|x)")
     top_latent_dim: int = _field(
         0, "0: one stochastic layer; M: two, z = (z1, z2) with z2 the last M of --latent-dim's "
         "units, p(z2) p(z1|z2) p(x|z1, z2), the prior on z2 and q(z1|x, z2) merged as in the "
-        "ladder VAE (needs --kl mc)")
-    autoregressive_decoder: bool = _field(
-        False, "add to each pixel's logit a learned linear function of the pixels before it "
-        "(raster order), a fully visible sigmoid belief net on top of the decoder: p(x|z) "
-        "stays exact, pictures become ancestral samples (bernoulli likelihood only)")
-    autoregressive_hidden_units: int = _field(
-        0, "with --autoregressive-decoder, 0: the linear function alone; H: plus one masked "
-        "hidden layer of H ReLU units (MADE), a nonlinear function of the pixels before")
-    autoregressive_conditional: bool = _field(
-        False, "with --autoregressive-hidden-units, let the hidden units also see the "
-        "decoder's probabilities for every pixel, so that how a pixel depends on the ones "
-        "before it changes with z (the hidden layer then runs once per sample of z)")
+        "ladder VAE")
     autoregressive_local_units: int = _field(
-        0, "with --autoregressive-decoder, C: add a small network of C units per pixel on "
+        0, "with --likelihood autoregressive, C: add a small network of C units per pixel on "
         "the pixels before it within 3 rows and columns (a masked 7x7 convolution), whose "
-        "second layer also sees the decoder's probability for that pixel")
+        "output is a piecewise linear function of the pixel's probability under z (needs "
+        "--autoregressive-local-knots)")
     autoregressive_local_knots: int = _field(
-        0, "with --autoregressive-local-units, M: the local network's output becomes a "
-        "piecewise linear function of the pixel's probability under z, through M knots that "
-        "its second layer sets from the window alone (the network then runs once per image)")
+        0, "with --autoregressive-local-units, M >= 2: the knots of that piecewise linear "
+        "function, which the local network's second layer sets from the window alone (the "
+        "network then runs once per image)")
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
@@ -91,19 +83,26 @@ class Config:
     data_dir: typing.Optional[str] = _field(
         None, "directory of the four IDX .gz files (default: $TFVAE_DATA_DIR, then tfds)")
     binarize: str = _field(
-        "dynamic", "dynamic: fresh Bernoulli pixels each time an image is seen (the standard "
+        "auto", "dynamic: fresh Bernoulli pixels each time an image is seen (the standard "
         "for likelihood numbers); static: threshold at 0.5 as in the tutorial; none: keep "
-        "8-bit intensities (use --likelihood logistic)")
+        "8-bit intensities; auto: what --likelihood needs, else dynamic for MNIST and "
+        "Fashion-MNIST and none for other images")
     train_size: typing.Optional[int] = _field(None, "use only the first N training images")
     test_size: typing.Optional[int] = _field(None, "use only the first N test images")
     likelihood: str = _field(
-        "bernoulli", "p(x|z): bernoulli for binary pixels; for 8-bit intensities (with "
-        "--binarize none) logistic, the exact probability of each of the 256 values under a "
-        "discretized logistic (a true likelihood, reported in bits/dim too), or gaussian, a "
-        "density (with a learned scale)")
-    kl: str = _field("analytic", "analytic KL has lower-variance gradients than the tutorial's "
-                     "single-sample Monte Carlo estimate (mc); --objective iwae always uses "
-                     "the sampled log p(z) - log q(z|x) inside its weights")
+        "auto", "p(x|z): bernoulli for binary pixels; autoregressive, a Bernoulli whose "
+        "logits also see the pixels before each one (raster order), a fully visible sigmoid "
+        "belief net on top of the decoder (p(x|z) stays exact, pictures become ancestral "
+        "samples); for 8-bit intensities (--binarize none) logistic, the exact probability "
+        "of each of the 256 values under a discretized logistic (a true likelihood, reported "
+        "in bits/dim too), or gaussian, a density (with a learned scale); auto: what "
+        "--binarize needs, else bernoulli for MNIST and Fashion-MNIST and logistic for other "
+        "images")
+    kl: str = _field("auto", "analytic KL has lower-variance gradients than the tutorial's "
+                     "single-sample Monte Carlo estimate (mc); auto: analytic where it has a "
+                     "closed form, mc under --prior-components, --posterior-flow-steps or "
+                     "--top-latent-dim; --objective iwae always uses the sampled log p(z) - "
+                     "log q(z|x) inside its weights")
     objective: str = _field(
         "elbo", "training loss: elbo, iwae (Burda et al.'s k-sample bound), or autoencoder: "
         "the same network trained as a plain autoencoder (z is the encoder's mean, no noise, "
@@ -212,8 +211,8 @@ class Config:
         if not 0 < self.learning_rate < float("inf"):
             raise TfvaeError(f"--learning-rate must be positive, not {self.learning_rate}")
         for name in ("kl_warmup_epochs", "checkpoint_every", "prior_components",
-                     "posterior_flow_steps", "top_latent_dim", "autoregressive_hidden_units",
-                     "autoregressive_local_units", "autoregressive_local_knots"):
+                     "posterior_flow_steps", "top_latent_dim", "autoregressive_local_units",
+                     "autoregressive_local_knots"):
             check_at_least(_flag(name), getattr(self, name), minimum=0)
         if self.top_latent_dim >= self.latent_dim:
             raise TfvaeError(f"--top-latent-dim {self.top_latent_dim} leaves no units for the "
@@ -229,30 +228,47 @@ class Config:
             raise TfvaeError("a flow posterior's KL has no closed form: add --kl mc")
         if self.top_latent_dim and self.kl == "analytic":
             raise TfvaeError("a two-layer model's KL has no closed form: add --kl mc")
-        if self.binarize == "none" and self.likelihood == "bernoulli":
+        if self.binarize == "none" and self.likelihood in ("bernoulli", "autoregressive"):
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood logistic or gaussian")
-        if self.autoregressive_decoder and self.likelihood != "bernoulli":
-            raise TfvaeError("--autoregressive-decoder needs --likelihood bernoulli: drop one "
-                             "of them")
-        if self.autoregressive_hidden_units and not self.autoregressive_decoder:
-            raise TfvaeError("--autoregressive-hidden-units applies to the autoregressive "
-                             "decoder: add --autoregressive-decoder")
-        if self.autoregressive_local_units and not self.autoregressive_decoder:
+        if self.likelihood == "logistic" and self.binarize in ("dynamic", "static"):
+            raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
+                             "--binarize none")
+        # "auto" never resolves to the autoregressive likelihood, so these hold before resolving.
+        if self.autoregressive_local_units and self.likelihood != "autoregressive":
             raise TfvaeError("--autoregressive-local-units applies to the autoregressive "
-                             "decoder: add --autoregressive-decoder")
+                             "likelihood: add --likelihood autoregressive")
         if self.autoregressive_local_knots and not self.autoregressive_local_units:
             raise TfvaeError("--autoregressive-local-knots shapes the local network's output: "
                              "add --autoregressive-local-units C")
-        if self.autoregressive_local_knots == 1:
-            raise TfvaeError("--autoregressive-local-knots must be 0 (off) or 2 or more, not 1")
-        if self.autoregressive_conditional and not self.autoregressive_hidden_units:
-            raise TfvaeError("--autoregressive-conditional conditions the autoregressive "
-                             "hidden layer on z: add --autoregressive-hidden-units H")
-        if self.likelihood == "logistic" and self.binarize != "none":
-            raise TfvaeError("--likelihood logistic scores 8-bit intensities: add "
-                             "--binarize none")
+        if self.autoregressive_local_units and self.autoregressive_local_knots < 2:
+            raise TfvaeError(f"--autoregressive-local-units needs --autoregressive-local-knots "
+                             f"2 or more, not {self.autoregressive_local_knots} (the local "
+                             f"network without knots was removed: {LAST_VERSION_NOTE})")
 
+    def resolved(self):
+        """This config with every "auto" replaced by what fits: what config.json holds.
+
+        binarize and likelihood follow each other when one is given (a Bernoulli scores
+        binary pixels, the logistic and Gaussian 8-bit ones), else the dataset (MNIST and
+        Fashion-MNIST: the tutorial's dynamic binarization and Bernoulli; other images: none
+        and the discretized logistic); kl is analytic unless a part has no closed form.
+        """
+        binary = self.dataset in MNIST_LIKE
+        binarize, likelihood = self.binarize, self.likelihood
+        if binarize == "auto":
+            if likelihood == "auto":
+                binarize = "dynamic" if binary else "none"
+            else:
+                binarize = "dynamic" if likelihood in BINARY_LIKELIHOODS else "none"
+        if likelihood == "auto":
+            likelihood = "bernoulli" if binarize in ("dynamic", "static") else "logistic"
+        kl = self.kl
+        if kl == "auto":
+            closed_form = not (self.prior_components or self.posterior_flow_steps
+                               or self.top_latent_dim)
+            kl = "analytic" if closed_form else "mc"
+        return dataclasses.replace(self, binarize=binarize, likelihood=likelihood, kl=kl)
 
 def check_at_least(flag, value, minimum=1):
     """Raises a one-line TfvaeError naming --flag unless `value` is None or >= `minimum`."""
@@ -295,19 +311,55 @@ def _check_type(name, value, hint):
 TUPLE_KEYS = ("hidden_units", "conv_filters", "image_size")
 
 
+class RemovedModeError(TfvaeError):
+    """A config asks for a mode that this version of tfvae no longer trains."""
+
+
 def config_from_dict(values):
-    """Builds a Config from a dict such as a parsed config.json, rejecting unknown keys."""
+    """Builds a Config from a dict such as a parsed config.json, rejecting unknown keys.
+
+    Files of tfvae 0.1.0 are translated: `autoregressive_decoder: true` becomes the
+    autoregressive likelihood; the modes removed since raise RemovedModeError.
+    """
     if not isinstance(values, dict):
         raise TfvaeError(f"a config must be a JSON object of keys and values, not {values!r}")
+    values = translate_0_1_0(values)
     names = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise TfvaeError(f"unknown config keys: {', '.join(unknown)}")
-    values = dict(values)
     for name in TUPLE_KEYS:
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     return Config(**values)
+
+
+# tfvae 0.1.0's keys that today's Config no longer has, and their types.
+OLD_KEYS = {"autoregressive_decoder": bool, "autoregressive_hidden_units": int,
+            "autoregressive_conditional": bool}
+
+
+def translate_0_1_0(values):
+    """A copy of `values` with tfvae 0.1.0's autoregressive keys in today's terms."""
+    values = dict(values)
+    for name, kind in OLD_KEYS.items():
+        if name in values and type(values[name]) is not kind:
+            raise TfvaeError(f"config key {name!r} must be {kind.__name__}, not {values[name]!r}")
+    if values.pop("autoregressive_hidden_units", 0):
+        raise RemovedModeError("this config uses the autoregressive decoder's MADE hidden layer "
+                               "(autoregressive_hidden_units), which was removed: "
+                               + LAST_VERSION_NOTE)
+    if values.pop("autoregressive_conditional", False):
+        raise RemovedModeError("this config uses the autoregressive hidden layer that sees f(z) "
+                               "(autoregressive_conditional), which was removed: "
+                               + LAST_VERSION_NOTE)
+    if values.get("autoregressive_local_units") and not values.get("autoregressive_local_knots"):
+        raise RemovedModeError("this config uses the autoregressive local network without knots "
+                               "(autoregressive_local_units without autoregressive_local_knots), "
+                               "which was removed: " + LAST_VERSION_NOTE)
+    if values.pop("autoregressive_decoder", False):
+        values["likelihood"] = "autoregressive"
+    return values
 
 
 def names_folder(dataset):
@@ -332,46 +384,3 @@ def default_run_dir(config):
     else:
         dataset = config.dataset.replace("/", "-")
     return f"runs/{dataset}-{config.model}-z{config.latent_dim}{suffix}"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line naming the flag, with exit status 2."""
-
-    def error(self, message):
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def add_config_flags(parser):
-    """Adds a --flag for each Config field, with its help and default."""
-    for field in dataclasses.fields(Config):
-        if not field.metadata["flag"]:
-            continue
-        flag = "--" + _flag(field.name)
-        help_text = field.metadata["help"]
-        if field.default is not None and not isinstance(field.default, tuple):
-            help_text += f" (default: {field.default})"
-        if field.type in (bool, typing.Optional[bool]):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
-        elif field.type is tuple:
-            parser.add_argument(flag, type=int, nargs="+", default=None, metavar="N",
-                                help=f"{help_text} (default: {' '.join(map(str, field.default))})")
-        elif field.name == "image_size":
-            parser.add_argument(flag, type=int, nargs=2, default=None, metavar=("H", "W"),
-                                help=help_text)
-        else:
-            kind = typing.get_args(field.type)[0] if typing.get_args(field.type) else field.type
-            parser.add_argument(flag, type=kind, default=None, choices=CHOICES.get(field.name),
-                                help=help_text)
-
-
-def config_from_args(args, base=None):
-    """Returns `base` (default Config()) with every flag the user gave applied."""
-    base = base or Config()
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if getattr(args, f.name, None) is not None}
-    for name in TUPLE_KEYS:
-        if isinstance(overrides.get(name), list):
-            overrides[name] = tuple(overrides[name])
-    return dataclasses.replace(base, **overrides)

@@ -16,18 +16,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import checkpoints, data, losses, rundir, sources, steps
-from tfvae.config import ArgumentParser, check_at_least, check_seed
+from tfvae.cli import EVAL_BATCH_SIZE, EVAL_CHUNK, parse_evaluate
+from tfvae.config import check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error, first_line
 from tfvae.files import atomic_path, write_json
 
 INTERRUPTED = ("interrupted: the images scored so far are kept in the run's "
                f"{rundir.EVAL_IMAGES_FILE}; rerun the same command to go on from there")
-# 100 images x 50 samples = 5,000 latents decoded per chunk (16 MB of logits). On a 2-core
-# CPU, chunks of 2,000-10,000 latents ran the 400-unit fully connected decoder fastest (~115k
-# samples per CPU-second); 50,000 ran ~20% slower, out of cache. A batch of 100 updates the
-# bar every few seconds at k = 5000.
-DEFAULT_BATCH_SIZE = 100
-DEFAULT_CHUNK = 50
+DEFAULT_BATCH_SIZE = EVAL_BATCH_SIZE  # why these: tfvae/cli.py
+DEFAULT_CHUNK = EVAL_CHUNK
 EVAL_BUSY = ("wait for its evaluation to finish (two evaluations of one run would overwrite "
              "each other's eval_images.npz)")
 
@@ -178,27 +175,8 @@ def summary(result):
             f"{result['seconds']:.1f} s")
 
 
-def main(argv=None):
-    parser = ArgumentParser(prog="python -m tfvae.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="directory of a `python -m tfvae.train` run")
-    parser.add_argument("--k", type=int, default=5000,
-                        help="importance samples per image; 5000 as in Burda et al. (2015)")
-    parser.add_argument("--subset", type=int, default=None,
-                        help="score only the first N test images (default: all)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"images per compiled call (default: {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
-                        help="samples decoded at once per image; bounds memory "
-                        f"(default: {DEFAULT_CHUNK})")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory of the IDX files (default: the run's if it still "
-                        "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    parser.add_argument("--mixed-precision", action="store_true",
-                        help="decode in bfloat16 (float16 on a GPU), the likelihoods and the "
-                        "bound in float32: +0.01 nats on the default conv run; 1.1-1.3x as fast "
-                        "on CPUs with AVX512-BF16, 0.55x on one without (README)")
-    args = parser.parse_args(argv)
+def main(argv=None, prog="python -m tfvae.evaluate"):
+    args = parse_evaluate(argv, prog)
     result = evaluate_run(args.run_dir, k=args.k, subset=args.subset, batch_size=args.batch_size,
                           chunk=args.chunk, seed=args.seed, data_dir=args.data_dir,
                           mixed_precision=args.mixed_precision, write=False)

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import latent, rundir, sources, viz
+from tfvae.cli import GRID, STEPS  # the flags' defaults, which --help shows without TensorFlow
 from tfvae.errors import TfvaeError
 
 CLASS_NAMES = {
@@ -18,12 +19,7 @@ CLASS_NAMES = {
     "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                       "Sneaker", "Bag", "Ankle boot"),
 }
-GRID = 20  # the CVAE tutorial's 20x20 manifold
-MAX_GRID = 100  # a 100x100 manifold is a 5600-pixel-wide PNG; larger ones help nobody
-STEPS = 16  # frames from one digit to the next: at 10 fps a 1.6 s morph, smooth to the eye
 FPS = 10  # GIFs time frames in hundredths of a second: 12 fps would play at 12.5
-DEFAULT_SAMPLES = 64
-MAX_SAMPLES = 10_000
 MORPH_STYLES = 4  # styles shown side by side while the class morphs
 NUM_RECONSTRUCTIONS = 16
 PROGRESS_GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional: 10 digits x 10 styles

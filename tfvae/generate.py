@@ -11,65 +11,11 @@ import os
 
 import numpy as np
 
-from tfvae import checkpoints, data, figures, latent, rundir, sources, viz
-from tfvae.config import ArgumentParser, check_at_least, check_at_most, check_seed
+from tfvae import checkpoints, data, figures, rundir, sources, viz
+from tfvae.cli import DEFAULT_SAMPLES, parse_generate
 from tfvae.errors import TfvaeError, exit_on_error
 
 INTERRUPTED = "interrupted: the files already written are complete; rerun to write the rest"
-MAX_STEPS = 1000  # frames per segment of a transition GIF
-
-
-def parse_args(argv):
-    parser = ArgumentParser(prog="python -m tfvae.generate", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run")
-    parser.add_argument("--samples", type=int, metavar="N",
-                        help=f"write samples.png, N samples from the prior (conditional runs: "
-                             f"rounded up to whole rows, one column per class; also sets the "
-                             f"count for --digit, default {figures.DEFAULT_SAMPLES}; at most "
-                             f"{figures.MAX_SAMPLES})")
-    parser.add_argument("--digit", type=int, metavar="D",
-                        help="conditional runs: write digit_D.png, samples of class D, 0-9 on "
-                             "MNIST (also the class of a conditional run's --manifold, "
-                             "default 0)")
-    parser.add_argument("--reconstruct", action="store_true",
-                        help="write reconstructions.png: test images above their reconstructions")
-    parser.add_argument("--manifold", action="store_true",
-                        help="2-D latent: write manifold.png, images decoded over a grid of "
-                             "standard-normal quantiles")
-    parser.add_argument("--grid", type=int, default=figures.GRID,
-                        help=f"manifold size, 2 to {figures.MAX_GRID} (default {figures.GRID})")
-    parser.add_argument("--transition", action="store_true",
-                        help="write transition.gif, a walk through test digits' latent means "
-                             "(conditional runs: also transition_class.gif)")
-    parser.add_argument("--indices", type=int, nargs="+", metavar="I",
-                        help="test images for --transition (default: the first of each class)")
-    parser.add_argument("--interpolation", choices=tuple(latent.INTERPOLATIONS), default="linear",
-                        help="path between two latents (default linear)")
-    parser.add_argument("--steps", type=int, default=figures.STEPS,
-                        help=f"frames from one digit to the next, 1 to {MAX_STEPS} "
-                             f"(default {figures.STEPS})")
-    parser.add_argument("--scatter", action="store_true",
-                        help="write scatter.png, test-set latent means coloured by class")
-    parser.add_argument("--seed", type=int, help="seed for sampling (default: the run's seed)")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory of the IDX files (default: the run's if it still "
-                             "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    parser.add_argument("--out", help="directory for the files (default: RUN_DIR)")
-    args = parser.parse_args(argv)
-    check_at_least("samples", args.samples)
-    check_at_most("samples", args.samples, figures.MAX_SAMPLES)
-    check_at_least("grid", args.grid, 2)
-    check_at_most("grid", args.grid, figures.MAX_GRID)
-    check_at_least("steps", args.steps)
-    check_at_most("steps", args.steps, MAX_STEPS)
-    check_seed("seed", args.seed)
-    if not any([args.samples, args.digit is not None, args.reconstruct, args.manifold,
-                args.transition, args.scatter]):
-        raise TfvaeError("nothing to write: pass one or more of --samples N, --digit D, "
-                         "--reconstruct, --manifold, --transition, --scatter")
-    if args.indices is not None and len(args.indices) < 2:
-        raise TfvaeError("--indices needs at least two test images to move between")
-    return args
 
 
 def check_fits_run(args, config):
@@ -99,8 +45,8 @@ def transition_indices(indices, test_labels, labelled):
     return np.array(indices)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, prog="python -m tfvae.generate"):
+    args = parse_generate(argv, prog)
     config = rundir.load_config(args.run_dir)
     check_fits_run(args, config)
     seed = config.seed if args.seed is None else args.seed
@@ -111,7 +57,7 @@ def main(argv=None):
     paths = []
     num_classes = config.label_classes
     names = figures.class_names(num_classes, config.dataset) if num_classes else None
-    num = args.samples or figures.DEFAULT_SAMPLES
+    num = args.samples or DEFAULT_SAMPLES
     if args.samples:
         rows = -(-num // num_classes) if config.conditional else int(np.ceil(np.sqrt(num)))
         paths.append(os.path.join(out, rundir.SAMPLES_FILE))

@@ -13,7 +13,7 @@ import re
 import shutil
 import sys
 
-from tfvae.config import MNIST_LIKE, config_from_dict
+from tfvae.config import MNIST_LIKE, RemovedModeError, config_from_dict
 from tfvae.errors import TfvaeError, first_line
 from tfvae.files import TEMP_PREFIX, append_line, write_error, write_json, write_text
 
@@ -93,8 +93,12 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
 
 
 def check_same_run(run_dir, saved, config):
-    """Raises TfvaeError unless `config` continues the run `saved` describes."""
-    saved, config = with_data_shape(saved), with_data_shape(config)
+    """Raises TfvaeError unless `config` continues the run `saved` describes.
+
+    Both are compared resolved: a run saved with `"kl": "analytic"` is continued by the same
+    command with `--kl auto`, which resolves to it.
+    """
+    saved, config = with_data_shape(saved.resolved()), with_data_shape(config.resolved())
     differing = [k for k in dataclasses.asdict(config)
                  if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(config, k)]
     if differing:
@@ -219,7 +223,7 @@ def _acquire(path, run_dir, advice):
 
 
 def load_config(run_dir):
-    """Reads the Config a run directory was made with."""
+    """Reads the Config a run directory was made with, resolved (`Config.resolved`)."""
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise TfvaeError(f"{run_dir} is not a tfvae run directory (no {CONFIG_FILE}): "
@@ -230,7 +234,9 @@ def load_config(run_dir):
         if isinstance(values, dict) and not REQUIRED_KEYS <= set(values):
             missing = ", ".join(sorted(REQUIRED_KEYS - set(values)))
             raise TfvaeError(f"it lacks {missing}")
-        return config_from_dict(values)
+        return config_from_dict(values).resolved()
+    except RemovedModeError as error:
+        raise TfvaeError(f"{run_dir}: {error}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, TfvaeError) as error:
         raise TfvaeError(f"{path} is damaged ({first_line(error)}): restore it, or rerun "
                          "training with --overwrite to start afresh") from None

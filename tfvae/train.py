@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import checkpoints, data, figures, rundir, sources, steps
-from tfvae.config import ArgumentParser, add_config_flags, config_from_args, default_run_dir
+from tfvae.cli import parse_train
+from tfvae.config import default_run_dir
 from tfvae.distribute import barrier, check_same_step, distribute_batches, is_chief, make_strategy
 from tfvae.errors import TfvaeError, exit_on_error, first_line
 from tfvae.tensorboard import write_image_arrays
@@ -173,7 +174,10 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
     """Trains (or resumes) the run in `workdir`; returns the last epoch's metrics.
 
     `progress=False` drops the per-step progress bar and keeps one line per epoch (notebooks).
+    The config's "auto" values are resolved first (`Config.resolved`): config.json holds what
+    the run used.
     """
+    config = config.resolved()
     strategy = set_up(config)
     chief = is_chief(strategy)
     config, (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
@@ -247,14 +251,8 @@ def epoch_record(epoch, state, train_elbo, seconds, config, test):
             "images_per_second": len(train_elbo) * config.batch_size / seconds}
 
 
-def main(argv=None):
-    parser = ArgumentParser(prog="python -m tfvae.train", description=__doc__.splitlines()[0])
-    add_config_flags(parser)
-    parser.add_argument("--out", help="run directory (default: runs/DATASET-MODEL-zLATENT)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in --out even if it holds a run")
-    args = parser.parse_args(argv)
-    config = config_from_args(args)
+def main(argv=None, prog="python -m tfvae.train"):
+    config, args = parse_train(argv, prog)
     workdir = args.out or default_run_dir(config)
     record = train_and_evaluate(config, workdir, overwrite=args.overwrite)
     if record is not None:

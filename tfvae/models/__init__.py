@@ -33,9 +33,8 @@ def build_model(config, dtype_policy=None):
     if config.conditional and not num_classes:
         raise TfvaeError(f"{config.dataset} has no labels, so a --conditional model has "
                          "nothing to condition on: drop --conditional")
-    likelihood = ("autoregressive" if getattr(config, "autoregressive_decoder", False)
-                  else config.likelihood)  # MERGE-SHIM
-    parts = compose(likelihood, config.prior_components, config.posterior_flow_steps,
+    config = config.resolved()
+    parts = compose(config.likelihood, config.prior_components, config.posterior_flow_steps,
                     config.top_latent_dim, config.autoregressive_local_units,
                     config.autoregressive_local_knots)
     common = dict(latent_dim=config.latent_dim, num_classes=num_classes,

@@ -1,14 +1,12 @@
 """Which parts a config's fields describe; and how the models of tfvae 0.1.0, one class with a
 switch per part, read as parts."""
 
-from tfvae.errors import TfvaeError
+from tfvae.config import translate_0_1_0
 from tfvae.models import likelihoods
 from tfvae.models.autoregressive import AutoregressiveBernoulli
 from tfvae.models.flows import FlowPosterior
 from tfvae.models.hierarchy import TwoLayerPosterior, TwoLayerPrior
 from tfvae.models.priors import VampPrior
-
-LAST_VERSION_WITH = "0.1.0"  # the last tfvae that trains the removed autoregressive modes
 
 
 def compose(likelihood="bernoulli", prior_components=0, posterior_flow_steps=0,
@@ -30,39 +28,19 @@ def compose(likelihood="bernoulli", prior_components=0, posterior_flow_steps=0,
     return dict(prior=prior, posterior=posterior, likelihood=likelihoods.by_name(likelihood))
 
 
-# The keys of a 0.1.0 model's get_config that named its parts.
+# The keys of a 0.1.0 model's get_config that named its parts: a Config's field names.
 SWITCHES = ("likelihood", "prior_components", "posterior_flow_steps", "top_latent_dim",
             "autoregressive_decoder", "autoregressive_hidden_units",
             "autoregressive_conditional", "autoregressive_local_units",
             "autoregressive_local_knots")
 
 
-def check_removed_modes(hidden_units=0, conditional=False, local_units=0, local_knots=0):
-    """Refuses, in one line, the autoregressive modes that tfvae 0.2.0 removed."""
-    removed = ("the MADE hidden layer seeing f(z)" if conditional
-               else "the MADE hidden layer" if hidden_units
-               else "the local network without knots" if local_units and not local_knots
-               else None)
-    if removed:
-        raise TfvaeError(f"this model uses the autoregressive decoder's {removed}, which "
-                         f"tfvae 0.2.0 removed (it did not pay its cost); tfvae "
-                         f"{LAST_VERSION_WITH} is the last version that trains and loads it: "
-                         f"pip install tfvae=={LAST_VERSION_WITH}")
-
-
 def from_legacy_config(config):
     """The constructor arguments of a model saved by tfvae 0.1.0 (`get_config` with a switch
-    per part), or `config` as it is when it names its parts."""
+    per part), or `config` as it is when it names its parts. A removed mode raises
+    tfvae.config.RemovedModeError."""
     if "prior" in config:
         return config
     config = dict(config)
-    switches = {key: config.pop(key) for key in SWITCHES if key in config}
-    check_removed_modes(switches.get("autoregressive_hidden_units", 0),
-                        switches.get("autoregressive_conditional", False),
-                        switches.get("autoregressive_local_units", 0),
-                        switches.get("autoregressive_local_knots", 0))
-    if switches.pop("autoregressive_decoder", False):
-        switches["likelihood"] = "autoregressive"
-    switches.pop("autoregressive_hidden_units", None)
-    switches.pop("autoregressive_conditional", None)
+    switches = translate_0_1_0({key: config.pop(key) for key in SWITCHES if key in config})
     return {**config, **compose(**switches)}
