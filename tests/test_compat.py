@@ -78,6 +78,6 @@ def test_a_run_using_a_removed_mode_is_refused_in_one_line(capsys):
         checkpoints.load_run(os.path.join(FIXTURES, "made_run"))
     process = subprocess.run(
         [sys.executable, "-m", "tfvae.generate", os.path.join(FIXTURES, "made_run"),
-         "--out", "unused"], capture_output=True, text=True)
+         "--samples", "4", "--out", "unused"], capture_output=True, text=True)
     assert process.returncode == 2
     assert process.stderr.strip().count("\n") == 0 and "0.1.0" in process.stderr

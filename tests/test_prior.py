@@ -127,7 +127,7 @@ def test_l1_under_the_vamp_prior_is_the_single_sample_elbo_and_lk_is_above(vamp_
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"prior_components": 10}, "add --kl mc"),
+    ({"prior_components": 10, "kl": "analytic"}, "add --kl mc"),
     ({"prior_components": 10, "kl": "mc", "conditional": True}, "unconditional models"),
     ({"prior_components": -1}, "--prior-components must be 0 or more"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, cosine"),
@@ -156,7 +156,7 @@ def test_vamp_prior_with_cosine_schedule_trains_and_restores(tmp_path, mnist_dir
     run = checkpoints.load_run(str(tmp_path))
     learned = run.model.pseudo_inputs.numpy()
     assert np.mean(np.abs(learned - 0.05) > 0.03) > 0.1
-    fresh = MlpVAE(latent_dim=4, hidden_units=(64,), prior_components=16)
+    fresh = MlpVAE(latent_dim=4, hidden_units=(64,), prior=VampPrior(16))
     fresh.build((None, 28, 28, 1))
     assert np.mean(np.abs(fresh.pseudo_inputs.numpy() - 0.05) > 0.03) < 0.01
 

@@ -1,7 +1,15 @@
-"""tfvae's Conv2DTranspose: Keras's layer at stride 1, computed as a matmul to its taps."""
+"""The conv VAE's layer arithmetic, and tfvae's Conv2DTranspose: Keras's layer at stride 1,
+computed as a matmul to its taps."""
 
 import keras
 import tensorflow as tf
+
+
+def conv_output_size(size, blocks):
+    """The side of a 'valid' 3x3 stride-2 convolution's output after `blocks` of them."""
+    for _ in range(blocks):
+        size = (size - 3) // 2 + 1
+    return size
 
 
 @keras.saving.register_keras_serializable(package="tfvae")

@@ -22,12 +22,14 @@ import math
 import keras
 import tensorflow as tf
 
+from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 from tfvae.models import assemble, likelihoods, parts
-from tfvae.models.layers import Conv2DTranspose
+from tfvae.models.layers import Conv2DTranspose, conv_output_size
 
-MNIST_SHAPE = (28, 28, 1)  # height, width, channels
+
+ROLES = ("prior", "posterior", "likelihood")  # the parts a VAE is composed of
 
 
 class VAE(KerasFitMixin, keras.Model):
@@ -64,14 +66,12 @@ class VAE(KerasFitMixin, keras.Model):
         # Parts make their weights in the order tfvae always drew their initial values, and
         # the model tracks them in the order its files have always listed them.
         weights = {name: w for part in (self.prior, self.likelihood, self.posterior)
-                   for name, w in part.attach(self).items()}
+                   for name, w in part.attach(self).items()}  # a posterior may need the prior
         for name in sorted(weights, key=parts.SAVED_ORDER.index):
             setattr(self, name, weights[name])
         self.decoder_channels = self.likelihood.channels(self.image_shape[-1])
 
-    @property
-    def conditional(self):
-        return self.num_classes > 0
+    conditional = property(lambda self: self.num_classes > 0)
 
     @property
     def closed_form_kl(self):
@@ -80,15 +80,12 @@ class VAE(KerasFitMixin, keras.Model):
                 and type(self.posterior) is parts.GaussianPosterior)
 
     def excluded_from_weight_decay(self):
-        return [w for part in (self.prior, self.likelihood, self.posterior)
-                for w in part.excluded_from_weight_decay()]
+        return [w for role in ROLES for w in getattr(self, role).excluded_from_weight_decay()]
 
     def one_hot(self, labels):
-        """Integer labels [B] -> one-hot [B, num_classes].
-
-        A float label vector [B, num_classes] passes through unchanged: a soft mix of classes,
-        which lets tfvae.generate morph one class into another with the style z held fixed.
-        """
+        """Integer labels [B] -> one-hot [B, num_classes]. Float label vectors [B, num_classes]
+        pass through: a soft mix of classes, with which tfvae.generate morphs one class into
+        another with the style z held fixed."""
         if labels is None:
             raise ValueError("this model is label-conditional: pass labels")
         labels = tf.convert_to_tensor(labels)
@@ -143,22 +140,20 @@ class VAE(KerasFitMixin, keras.Model):
         mean, logvar = self.encode(x, labels)
         return self.decode(self.posterior_location(mean, logvar), labels), mean, logvar
 
-    def build(self, input_shape):
-        labels = tf.zeros([1], tf.int32) if self.conditional else None
-        self.call(tf.zeros([1, *self.image_shape]), labels)
+    def build(self, input_shape):  # one call makes every layer's weights
+        self.call(tf.zeros([1, *self.image_shape]), [0] if self.conditional else None)
         self.built = True
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "dtype_policy": self.dtype_policy_name, "image_shape": list(self.image_shape),
-                "name": self.name,
-                **{role: keras.saving.serialize_keras_object(getattr(self, role))
-                   for role in ("prior", "posterior", "likelihood")}}
+                "name": self.name, **{role: keras.saving.serialize_keras_object(getattr(self, role))
+                                      for role in ROLES}}
 
     @classmethod
     def from_config(cls, config):
         config = assemble.from_legacy_config(config)  # a file of tfvae 0.1.0 names no parts
-        for role in ("prior", "posterior", "likelihood"):
+        for role in ROLES:
             if isinstance(config.get(role), dict):
                 config[role] = keras.saving.deserialize_keras_object(config[role])
         return cls(**config)
@@ -199,13 +194,6 @@ class MlpVAE(VAE):
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
-
-
-def conv_output_size(size, blocks):
-    """The side of a 'valid' 3x3 stride-2 convolution's output after `blocks` of them."""
-    for _ in range(blocks):
-        size = (size - 3) // 2 + 1
-    return size
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
