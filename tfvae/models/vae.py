@@ -28,7 +28,6 @@ from tfvae.keras_fit import KerasFitMixin
 from tfvae.models import assemble, likelihoods, parts
 from tfvae.models.layers import Conv2DTranspose, conv_output_size
 
-
 ROLES = ("prior", "posterior", "likelihood")  # the parts a VAE is composed of
 
 
