@@ -304,11 +304,9 @@ def parse_evaluate(argv=None, prog="python -m tfvae.evaluate"):
 
 # command: (what it does, in one line; its parser)
 COMMANDS = {
-    "train": ("train a VAE, or resume one (--recipe list: the named recipes)", parse_train),
-    "generate": ("draw pictures of a trained run: samples, manifold, transitions, scatter",
-                 parse_generate),
-    "evaluate": ("score a trained run in nats: test ELBO and the IWAE bound (test NLL)",
-                 parse_evaluate),
+    "train": ("train a VAE or resume one (--recipe list: recipes)", parse_train),
+    "generate": ("draw a trained run's samples, manifold, transitions", parse_generate),
+    "evaluate": ("score a trained run: test ELBO and NLL in nats", parse_evaluate),
 }
 
 
