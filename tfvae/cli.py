@@ -160,10 +160,10 @@ def config_file(path):
 
 def train_parser(prog="python -m tfvae.train"):
     """The flags of `python -m tfvae.train` (and `tfvae train`)."""
-    parser = ArgumentParser(prog=prog, usage="%(prog)s [--recipe NAME | --config FILE] "
-                            "[--out DIR] [--FLAG VALUE ...]", description="Trains a VAE: `python -m tfvae.train "
-                            "--latent-dim 2` is TensorFlow's CVAE tutorial; rerunning the same "
-                            "command resumes.", epilog=TF_LOG_NOTE)
+    parser = ArgumentParser(
+        prog=prog, usage="%(prog)s [--recipe NAME | --config FILE] [--out DIR] [--FLAG VALUE ...]",
+        description="Trains a VAE: `python -m tfvae.train --latent-dim 2` is TensorFlow's CVAE "
+        "tutorial; rerunning the same command resumes.", epilog=TF_LOG_NOTE)
     run = parser.add_argument_group("recipe and run directory")
     start = run.add_mutually_exclusive_group()
     start.add_argument("--recipe", metavar="NAME",
