@@ -152,9 +152,12 @@ def test_help_answers_without_importing_tensorflow():
     assert result.returncode == 0, result.stderr
     assert "research:" in result.stdout and "tfvae.cli" in modules
     assert not {"tensorflow", "keras", "numpy"} & modules
-    for command in ("generate", "evaluate"):
-        result = python("-X", "importtime", "-m", f"tfvae.{command}", "--help")
-        assert result.returncode == 0 and "tensorflow" not in imported_modules(result.stderr)[0]
+    for argv in (["-m", "tfvae.generate", "--help"], ["-m", "tfvae.evaluate", "--help"],
+                 ["-m", "tfvae.train", "--recipe", "list"]):
+        result = python("-X", "importtime", *argv)
+        modules, rest = imported_modules(result.stderr)
+        assert result.returncode == 0 and rest == [] and result.stdout, result.stderr
+        assert "tensorflow" not in modules
 
 
 def test_a_flag_error_is_one_line_with_status_2_without_tensorflow():
@@ -248,13 +251,30 @@ def test_console_script_commands_take_the_commands_flags(capsys):
 
 def test_console_script_trains_evaluates_and_draws(tmp_path, mnist_dir, capsys):
     out = str(tmp_path / "run")
-    record = cli.main(["train", *to_argv(tiny_config()), "--out", out, "--data-dir", mnist_dir])
-    assert record["epoch"] == 1
-    result = cli.main(["evaluate", out, "--k", "2", "--subset", "10", "--data-dir", mnist_dir])
-    assert result["k"] == 2 and result["images"] == 10
-    paths = cli.main(["generate", out, "--samples", "4"])
-    assert paths == [os.path.join(out, rundir.SAMPLES_FILE)]
+    assert cli.main(["train", *to_argv(tiny_config()), "--out", out, "--data-dir", mnist_dir]) \
+        is None  # the script's sys.exit(main()): status 0
+    assert [r["epoch"] for r in rundir.read_metrics(out)] == [1]
+    cli.main(["evaluate", out, "--k", "2", "--subset", "10", "--data-dir", mnist_dir])
+    with open(os.path.join(out, rundir.EVAL_FILE)) as f:
+        assert json.load(f)["images"] == 10
+    cli.main(["generate", out, "--samples", "4"])
+    assert os.path.getsize(os.path.join(out, rundir.SAMPLES_FILE)) > 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_the_installed_script_parses_before_tensorflow(tmp_path):
+    script = tmp_path / "tfvae"  # what pip writes for console_scripts
+    script.write_text("import re, sys\nfrom tfvae.cli import main\nif __name__ == '__main__':\n"
+                      "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                      "    sys.exit(main())\n")
+    for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"]):
+        result = python("-X", "importtime", str(script), *argv)
+        modules, rest = imported_modules(result.stderr)
+        assert result.returncode == 0 and rest == [], result.stderr
+        assert "tensorflow" not in modules and "tfvae.models" not in modules
+    result = python(str(script), "train", "--latent-dim", "0")
+    assert result.returncode == 2
+    assert result.stderr == "error: --latent-dim must be at least 1, not 0\n"
 
 
 def test_python_m_tfvae_cli_is_the_console_script():

@@ -346,7 +346,11 @@ def console_parser():
 
 
 def main(argv=None):
-    """The `tfvae` console script: `tfvae train|generate|evaluate ...`."""
+    """The `tfvae` console script: `tfvae train|generate|evaluate ...`.
+
+    Returns None, which the script's `sys.exit(main())` turns into status 0 (a command's own
+    return value, such as train's last metrics, would be printed and exit with status 1).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
         console_parser().parse_args(argv[:1])  # prints help, the version or an error; exits
@@ -355,7 +359,7 @@ def main(argv=None):
     quiet.import_tensorflow()
     module = importlib.import_module(f"tfvae.{name}")
     interrupted = getattr(module, "INTERRUPTED", RESUME_HINT)
-    return exit_on_error(functools.partial(module.main, prog=prog), interrupted)(argv)
+    exit_on_error(functools.partial(module.main, prog=prog), interrupted)(argv)
 
 
 if __name__ == "__main__":
