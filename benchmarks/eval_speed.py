@@ -134,7 +134,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     k = 100 if args.quick else args.k
     seconds = 1.0 if args.quick else 6.0
-    config = Config(model=args.model, latent_dim=2 if args.model == "conv" else 20)
+    config = Config(model=args.model, latent_dim=2 if args.model == "conv" else 20).resolved()
     images, labels = data.load_subset(config.dataset, "test", size=args.images)
     x, labels = (tf.constant(a) for a in data.test_set(images, labels, config.binarize))
     model = checkpoints.new_model(config)

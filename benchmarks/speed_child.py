@@ -71,7 +71,7 @@ def run_tutorial(spec, images):
 def run_tfvae(spec, images, labels):
     overrides = {name: tuple(value) if isinstance(value, list) else value  # JSON has no tuples
                  for name, value in spec.get("overrides", {}).items()}
-    config = Config(model=spec["model"], batch_size=spec["batch_size"], **overrides)
+    config = Config(model=spec["model"], batch_size=spec["batch_size"], **overrides).resolved()
     # As train.train_and_evaluate sets things up (the real functions, not copies).
     strategy = train.set_up(config, deterministic=spec.get("deterministic", True))
     model, optimizer, _, _ = train.build_state(config, strategy)

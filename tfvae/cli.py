@@ -160,10 +160,10 @@ def config_file(path):
 
 def train_parser(prog="python -m tfvae.train"):
     """The flags of `python -m tfvae.train` (and `tfvae train`)."""
-    parser = ArgumentParser(prog=prog, usage="%(prog)s [--recipe NAME | --config FILE] "
-                            "[--out DIR] [--FLAG VALUE ...]", description="Trains a VAE: `python -m tfvae.train "
-                            "--latent-dim 2` is TensorFlow's CVAE tutorial; rerunning the same "
-                            "command resumes.", epilog=TF_LOG_NOTE)
+    parser = ArgumentParser(
+        prog=prog, usage="%(prog)s [--recipe NAME | --config FILE] [--out DIR] [--FLAG VALUE ...]",
+        description="Trains a VAE: `python -m tfvae.train --latent-dim 2` is TensorFlow's CVAE "
+        "tutorial; rerunning the same command resumes.", epilog=TF_LOG_NOTE)
     run = parser.add_argument_group("recipe and run directory")
     start = run.add_mutually_exclusive_group()
     start.add_argument("--recipe", metavar="NAME",
@@ -304,11 +304,9 @@ def parse_evaluate(argv=None, prog="python -m tfvae.evaluate"):
 
 # command: (what it does, in one line; its parser)
 COMMANDS = {
-    "train": ("train a VAE, or resume one (--recipe list: the named recipes)", parse_train),
-    "generate": ("draw pictures of a trained run: samples, manifold, transitions, scatter",
-                 parse_generate),
-    "evaluate": ("score a trained run in nats: test ELBO and the IWAE bound (test NLL)",
-                 parse_evaluate),
+    "train": ("train a VAE or resume one (--recipe list: recipes)", parse_train),
+    "generate": ("draw a trained run's samples, manifold, transitions", parse_generate),
+    "evaluate": ("score a trained run: test ELBO and NLL in nats", parse_evaluate),
 }
 
 
@@ -348,7 +346,11 @@ def console_parser():
 
 
 def main(argv=None):
-    """The `tfvae` console script: `tfvae train|generate|evaluate ...`."""
+    """The `tfvae` console script: `tfvae train|generate|evaluate ...`.
+
+    Returns None, which the script's `sys.exit(main())` turns into status 0 (a command's own
+    return value, such as train's last metrics, would be printed and exit with status 1).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
         console_parser().parse_args(argv[:1])  # prints help, the version or an error; exits
@@ -357,7 +359,7 @@ def main(argv=None):
     quiet.import_tensorflow()
     module = importlib.import_module(f"tfvae.{name}")
     interrupted = getattr(module, "INTERRUPTED", RESUME_HINT)
-    return exit_on_error(functools.partial(module.main, prog=prog), interrupted)(argv)
+    exit_on_error(functools.partial(module.main, prog=prog), interrupted)(argv)
 
 
 if __name__ == "__main__":
