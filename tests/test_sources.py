@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 from helpers import benchmark_module, cli_error, tiny_config
 
-from tfvae import data, rundir, sources, train
+from tfvae import catalog, data, rundir, sources, train
 from tfvae.config import Config
+from tfvae.errors import DataError
 
 image_folders = benchmark_module("image_folders")
 
@@ -195,28 +196,31 @@ def test_tensorflow_datasets_image_sets_with_and_without_labels(monkeypatch):
         assert not loaded["test"].labels.any()
 
 
-def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train():
+def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train(monkeypatch):
+    import tensorflow_datasets as tfds
+
     def load(name, split, with_info):  # what tfds.load says of a dataset with only "train"
         raise ValueError(f'Unknown split "{split}". Should be one of [\'train\'].')
 
-    names = sources._tfds_split_names(types.SimpleNamespace(load=load), "some_set", 0.1)
+    monkeypatch.setattr(tfds, "load", load)
+    names = catalog.split_names("some_set", 0.1)
     assert names == {"train": "train[:90%]", "test": "train[90%:]"}
 
 
 def test_a_tensorflow_datasets_split_too_large_for_memory_is_refused():
     huge = types.SimpleNamespace(num_examples=10**12)
-    with pytest.raises(data.DataError, match="pass --train-size N or a smaller --image-size"):
-        sources._check_fits_memory("celeb_a", "train", huge, None, (218, 178, 3))
-    sources._check_fits_memory("celeb_a", "train", huge, 1000, (218, 178, 3))  # 116 MB: fits
+    with pytest.raises(DataError, match="pass --train-size N or a smaller --image-size"):
+        catalog.check_fits_memory("celeb_a", "train", huge, None, (218, 178, 3))
+    catalog.check_fits_memory("celeb_a", "train", huge, 1000, (218, 178, 3))  # 116 MB: fits
 
 
 def test_feature_choice_of_a_tensorflow_datasets_set():
     import tensorflow_datasets as tfds
 
     info = tfds.builder("celeb_a").info  # an image, attributes, landmarks: no class label
-    assert sources.image_and_label_features("celeb_a", info.features) == ("image", None)
+    assert catalog.image_and_label_features("celeb_a", info.features) == ("image", None)
     info = tfds.builder("emnist/letters").info
-    assert sources.image_and_label_features("emnist/letters", info.features,
+    assert catalog.image_and_label_features("emnist/letters", info.features,
                                             info.supervised_keys) == ("image", "label")
 
 
