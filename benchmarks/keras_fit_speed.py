@@ -32,7 +32,7 @@ def fit_child(spec):
 
     config = Config(model=spec["model"], batch_size=spec["batch_size"])
     keras.utils.set_random_seed(config.seed)
-    images, _ = data.load_subset("mnist", "train")
+    images, _ = data.load("mnist", "train")
     model = build_model(config)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), **spec["options"])
     class Clock(keras.callbacks.Callback):

@@ -55,7 +55,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2, help="calls per timing")
     args = parser.parse_args(argv)
-    images, labels = data.load_subset("mnist", "train")
+    images, labels = data.load("mnist", "train")
     runs = {name: recipe_calls(Config(**{**LINEAR, **flags}), images, labels)
             for name, flags in VARIANTS.items()}
     steps_per_timing = args.calls * Config(**LINEAR).steps_per_call

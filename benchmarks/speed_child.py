@@ -119,7 +119,7 @@ def main(argv=None):
     if "threads" in spec:
         tf.config.threading.set_intra_op_parallelism_threads(spec["threads"][0])
         tf.config.threading.set_inter_op_parallelism_threads(spec["threads"][1])
-    images, labels = data.load_subset("mnist", "train")
+    images, labels = data.load("mnist", "train")
     if spec["kind"] == "tutorial":
         model, rate = run_tutorial(spec, images)
     else:

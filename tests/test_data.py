@@ -26,7 +26,7 @@ def make_split(directory, n_train=40, n_test=20, seed=0):
 
 
 def test_reads_real_mnist(mnist_dir):
-    images, labels = mnist.load("mnist", "test", mnist_dir)
+    images, labels = data.load("mnist", "test", mnist_dir)  # the README's Keras example's call
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
     assert abs(images.mean() - 33.8) < 1.0  # MNIST's published test-set mean intensity

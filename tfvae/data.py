@@ -18,17 +18,21 @@ from tfvae.errors import DataError
 from tfvae.pixels import binarize, eval_noise, held_out_targets
 
 
-def load_subset(dataset, split, data_dir=None, size=None):
-    """MNIST or Fashion-MNIST as uint8 arrays (images [N, 28, 28], labels [N]).
+def load(dataset, split, data_dir=None):
+    """MNIST or Fashion-MNIST as uint8 arrays: (images [N, 28, 28], labels [N]).
 
     Args:
       dataset: 'mnist' or 'fashion_mnist'.
       split: 'train' or 'test'.
-      data_dir: a directory of the four IDX .gz files (default: $TFVAE_DATA_DIR, then
-        tensorflow-datasets, which downloads).
-      size: keep only the first `size` images when given.
+      data_dir: a directory of the four IDX .gz files, or its parent (default:
+        $TFVAE_DATA_DIR, then tensorflow-datasets, which downloads).
     """
-    images, labels = mnist.load(dataset, split, data_dir)
+    return mnist.load(dataset, split, data_dir)
+
+
+def load_subset(dataset, split, data_dir=None, size=None):
+    """`load`, keeping only the first `size` images when `size` is given."""
+    images, labels = load(dataset, split, data_dir)
     return (images[:size], labels[:size]) if size else (images, labels)
 
 
