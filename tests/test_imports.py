@@ -161,3 +161,25 @@ def test_the_models_do_not_import_the_input_pipeline():
     loaded = set(result.stdout.split())
     assert "tfvae.models" in loaded
     assert not loaded & set(PIPELINE), sorted(loaded & set(PIPELINE))
+
+
+def test_tests_import_the_package_and_helpers_only():
+    """A test file imports tfvae, tests/helpers.py and libraries: not another test file, not a
+    subprocess script of tests/, not benchmarks/ (those run as programs), and nothing by path
+    through importlib."""
+    tests = ROOT / "tests"
+    own = {path.stem for path in tests.glob("*.py")} - {"helpers", "conftest"}
+    wrong = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in own or top in ("benchmarks", "importlib") or name.startswith("."):
+                    wrong.append(f"tests/{path.name}:{node.lineno} imports {name}")
+    assert not wrong, "\n".join(wrong)
