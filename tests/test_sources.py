@@ -207,6 +207,20 @@ def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train
     assert names == {"train": "train[:90%]", "test": "train[90%:]"}
 
 
+def test_other_tensorflow_datasets_failures_are_one_line_data_errors(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def load(name, split, with_info):
+        raise ValueError("Failed to read shard 3\nmore detail")
+
+    monkeypatch.setattr(tfds, "load", load)
+    with pytest.raises(DataError) as error:
+        catalog.load("some_set", "train")
+    assert not isinstance(error.value, catalog.MissingSplit)
+    assert str(error.value) == ("could not load some_set through tensorflow-datasets (Failed to "
+                                "read shard 3); check the connection or the name")
+
+
 def test_a_tensorflow_datasets_split_too_large_for_memory_is_refused():
     huge = types.SimpleNamespace(num_examples=10**12)
     with pytest.raises(DataError, match="pass --train-size N or a smaller --image-size"):
