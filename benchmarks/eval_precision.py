@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from tfvae import checkpoints, evaluate, sources
+from tfvae import checkpoints, data, evaluate
 
 
 def main(argv=None):
@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=5000)
     args = parser.parse_args(argv)
     config, model, _, _ = checkpoints.load_run(args.run_dir)
-    x, labels = sources.load_test_set(dataclasses.replace(config, test_size=args.subset))
+    x, labels = data.load_test_set(dataclasses.replace(config, test_size=args.subset))
     mixed_config, mixed_model = checkpoints.mixed_precision_copy(config, model)
     results = {}
     for name, variant_model, variant_config in (("float32", model, config),

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from tfvae import sources
+from tfvae import images, sources
 
 CHILD = ("import resource, sys; from tfvae import sources, train; "
          "sources.MAX_IN_MEMORY_BYTES = int(sys.argv[1]); train.main(sys.argv[2:]); "
@@ -33,7 +33,7 @@ def decoded_bytes(folder):
     paths = [os.path.join(folder, p) for p in sources.scan_folder(folder)[0]]
     height, width, channels = tf.io.decode_image(tf.io.read_file(paths[0]),
                                                  expand_animations=False).shape
-    return len(paths), len(paths) * height * width * sources.STORED_CHANNELS[channels]
+    return len(paths), len(paths) * height * width * images.STORED_CHANNELS[channels]
 
 
 def train_child(folder, limit, train_args):

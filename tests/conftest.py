@@ -5,7 +5,7 @@ import os
 import pytest
 from helpers import make_run, write_idx
 
-from tfvae import data
+from tfvae import mnist
 
 
 @pytest.fixture(scope="session")
@@ -17,14 +17,14 @@ def mnist_dir(tmp_path_factory):
     """
     root = os.environ.get("TFVAE_DATA_DIR")
     if root:
-        directory = os.path.abspath(data._resolve_dir(root, "mnist"))
-        assert os.path.isfile(os.path.join(directory, data.IDX_FILES["train"][0])), (
+        directory = os.path.abspath(mnist.resolve_dir(root, "mnist"))
+        assert os.path.isfile(os.path.join(directory, mnist.IDX_FILES["train"][0])), (
             f"TFVAE_DATA_DIR={root} holds no MNIST IDX files: unset it to use "
             "tensorflow-datasets, or point it at the folder holding mnist/")
         return directory
     directory = tmp_path_factory.mktemp("mnist")
-    for split, (image_file, label_file) in data.IDX_FILES.items():
-        images, labels = data._load_tfds("mnist", split)
+    for split, (image_file, label_file) in mnist.IDX_FILES.items():
+        images, labels = mnist.load("mnist", split)
         write_idx(directory / image_file, images)
         write_idx(directory / label_file, labels)
     return str(directory)

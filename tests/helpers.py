@@ -1,34 +1,37 @@
-"""Helpers shared by the tests: tiny configs, their command lines, IDX files, CLI errors."""
+"""Helpers shared by the tests: tiny configs, their command lines, IDX files, CLI errors, image
+folders, reference models and weights, and programs run in a process of their own."""
 
 import dataclasses
 import gzip
-import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import checkpoints, rundir, train
+from tfvae import checkpoints, models, rundir, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # the repository: tfvae/, benchmarks/
 TEST_IMAGES = 30  # in make_run's test split: three of each class
 # A run small enough to train in seconds on a CPU, on real MNIST.
 TINY = dict(model="mlp", hidden_units=(32,), latent_dim=2, train_size=1024, test_size=200,
             batch_size=64, epochs=1, steps_per_call=8)
 
 
-def benchmark_module(name):
-    """benchmarks/<name>.py as a module: the benchmarks are scripts, not an installed package."""
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_program(argv, timeout=600):
+    """Runs `python ARGV...` from the repository's root, as a user would (e.g. ["-m",
+    "benchmarks.image_folders", ...]); returns its stdout, failing the test on a bad exit."""
+    result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def tiny_config(**overrides):
@@ -107,3 +110,82 @@ def make_run(root, latent_dim=2, conditional=False, seed=0):
                                      step=tf.Variable(0, dtype=tf.int64))
     checkpoints.manager(run_dir, checkpoint).save(checkpoint_number=1)
     return run_dir, model
+
+
+def resize(images, size):
+    """uint8 [N, h, w, C] -> uint8 [N, H, W, C] (antialiased bilinear, rounded)."""
+    resized = tf.image.resize(images, size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+
+
+def tint(digits, rng):
+    """uint8 [N, h, w] grey digits -> uint8 [N, h, w, 3]: each digit in a random fully
+    saturated hue on black, its intensity scaling the colour."""
+    hues = rng.uniform(0.0, 1.0, len(digits))
+    hsv = np.stack([hues, np.ones_like(hues), np.ones_like(hues)], -1)
+    colours = tf.image.hsv_to_rgb(hsv.astype(np.float32)).numpy()[:, None, None, :]  # [N,1,1,3]
+    return np.rint(digits[..., None] * colours).astype(np.uint8)
+
+
+def randomize(layer_or_model, seed, scale):
+    """Replaces every weight by N(0, scale^2) draws, so a flow is far from the identity."""
+    rng = np.random.default_rng(seed)
+    layer_or_model.set_weights([rng.normal(0.0, scale, w.shape).astype(np.float32)
+                                for w in layer_or_model.get_weights()])
+
+
+def ppca(seed=0, observed=5, latent=2, scale=0.5):
+    """A linear-Gaussian model with orthogonal columns, so its exact posterior is diagonal."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(observed, latent)))
+    weights = basis * np.array([2.0, 1.0])[:latent]  # W = Q diag(2, 1): W^T W = diag(4, 1)
+    bias = rng.normal(size=observed)
+    x = rng.multivariate_normal(bias, weights @ weights.T + scale**2 * np.eye(observed), size=4)
+    covariance = weights @ weights.T + scale**2 * np.eye(observed)
+    _, logdet = np.linalg.slogdet(covariance)
+    centred = x - bias
+    log_px = -0.5 * (np.einsum("bi,ij,bj->b", centred, np.linalg.inv(covariance), centred)
+                     + logdet + observed * np.log(2 * np.pi))
+    # Posterior N(M^-1 W^T (x - b), s^2 M^-1), M = W^T W + s^2 I, diagonal here (Tipping &
+    # Bishop 1999).
+    m = np.diag(weights.T @ weights) + scale**2
+    post_mean = centred @ weights / m
+    post_logvar = np.broadcast_to(np.log(scale**2 / m), post_mean.shape)
+    return weights, bias, scale, x, log_px, post_mean, post_logvar
+
+
+def masked_coupling_flow(flow, z, context):
+    """Real NVP as written in the paper (Dinh et al.), for z [N, D] and context [N, C]: each
+    step runs its Dense pair on [z * mask, context] and moves the unmasked half by its outputs.
+    The oracle of CouplingFlow, which computes the same map another way (as
+    benchmarks/flow_speed.py times)."""
+    first_half = (np.arange(flow.latent_dim) < flow.latent_dim // 2).astype("float32")
+    log_det = tf.zeros_like(z[:, 0])
+    for t in range(flow.steps):
+        mask = first_half if t % 2 == 0 else 1.0 - first_half
+        net = getattr(flow, f"coupling_{t}")
+        shift, raw_scale = tf.split(net(tf.concat([z * mask, context], -1)), 2, axis=-1)
+        log_scale = (1.0 - mask) * tf.tanh(raw_scale)
+        z = z * mask + (1.0 - mask) * (z * tf.exp(log_scale) + shift)
+        log_det += tf.reduce_sum(log_scale, axis=-1)
+    return z, log_det
+
+
+def with_keras_logits_layer(model):
+    """A model with `model`'s weights whose logits layer is Keras's own Conv2DTranspose, as
+    tfvae computed it before it had its own layer (benchmarks/eval_speed.py times the two)."""
+
+    def keras_twin(layer):
+        twin = keras.layers.Conv2DTranspose.from_config(layer.get_config())
+        if layer.built:
+            twin.build(layer.input.shape)
+            twin.set_weights(layer.get_weights())
+        return twin
+
+    copy = type(model).from_config(model.get_config())
+    copy.decoder = keras.Sequential(
+        [keras_twin(layer) if isinstance(layer, models.Conv2DTranspose) else layer
+         for layer in copy.decoder.layers], name="decoder")
+    copy.build((None, *model.image_shape))
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,4 +1,4 @@
-"""The IDX reader, the data sources and the binarized pipelines."""
+"""The IDX reader, MNIST through tensorflow-datasets and the binarized pipelines."""
 
 import gzip
 import hashlib
@@ -12,74 +12,75 @@ import pytest
 import tensorflow as tf
 from helpers import write_idx
 
-from tfvae import data
+from tfvae import data, mnist
 from tfvae.config import MNIST_SHAPE
+from tfvae.errors import DataError
 
 
 def make_split(directory, n_train=40, n_test=20, seed=0):
     rng = np.random.default_rng(seed)
-    for (image_file, label_file), n in zip(data.IDX_FILES.values(), (n_train, n_test)):
+    for (image_file, label_file), n in zip(mnist.IDX_FILES.values(), (n_train, n_test)):
         write_idx(os.path.join(directory, image_file), rng.integers(0, 256, (n, 28, 28)))
         write_idx(os.path.join(directory, label_file), rng.integers(0, 10, (n,)))
     return directory
 
 
 def test_reads_real_mnist(mnist_dir):
-    images, labels = data.load("mnist", "test", mnist_dir)
+    images, labels = data.load("mnist", "test", mnist_dir)  # the README's Keras example's call
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
     assert abs(images.mean() - 33.8) < 1.0  # MNIST's published test-set mean intensity
 
 
 def test_parent_directory_finds_the_dataset_folder(mnist_dir):
-    images, _ = data.load("mnist", "test", os.path.dirname(mnist_dir))
+    images, _ = mnist.load("mnist", "test", os.path.dirname(mnist_dir))
     assert images.shape == (10000, 28, 28)
 
 
 def test_round_trips_a_written_file(tmp_path):
     make_split(tmp_path)
-    images, labels = data.load("mnist", "train", str(tmp_path))
+    images, labels = mnist.load("mnist", "train", str(tmp_path))
     assert images.shape == (40, 28, 28) and labels.shape == (40,)
 
 
 def test_rejects_truncated_file(tmp_path):
     make_split(tmp_path)
-    path = tmp_path / data.IDX_FILES["train"][0]
+    path = tmp_path / mnist.IDX_FILES["train"][0]
     raw = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(raw[:-100]))
-    with pytest.raises(data.DataError, match="train-images.*bytes of data"):
-        data.load("mnist", "train", str(tmp_path))
+    with pytest.raises(DataError, match="train-images.*bytes of data"):
+        mnist.load("mnist", "train", str(tmp_path))
 
 
 def test_rejects_truncated_gzip_stream(tmp_path):
     make_split(tmp_path)
-    path = tmp_path / data.IDX_FILES["test"][0]
+    path = tmp_path / mnist.IDX_FILES["test"][0]
     path.write_bytes(path.read_bytes()[:-50])
-    with pytest.raises(data.DataError, match="t10k-images.*gzip"):
-        data.load("mnist", "test", str(tmp_path))
+    with pytest.raises(DataError, match="t10k-images.*gzip"):
+        mnist.load("mnist", "test", str(tmp_path))
 
 
 def test_rejects_bad_magic(tmp_path):
     make_split(tmp_path)
-    write_idx(tmp_path / data.IDX_FILES["train"][1], np.zeros(40), magic_type=0x0D)
-    with pytest.raises(data.DataError, match="train-labels.*magic"):
-        data.load("mnist", "train", str(tmp_path))
+    write_idx(tmp_path / mnist.IDX_FILES["train"][1], np.zeros(40), magic_type=0x0D)
+    with pytest.raises(DataError, match="train-labels.*magic"):
+        mnist.load("mnist", "train", str(tmp_path))
 
 
 def test_rejects_images_and_labels_of_different_lengths(tmp_path):
     make_split(tmp_path)
-    write_idx(tmp_path / data.IDX_FILES["train"][1], np.zeros(39))
-    with pytest.raises(data.DataError, match="40 images but .* 39 labels"):
-        data.load("mnist", "train", str(tmp_path))
+    write_idx(tmp_path / mnist.IDX_FILES["train"][1], np.zeros(39))
+    with pytest.raises(DataError, match="40 images but .* 39 labels"):
+        mnist.load("mnist", "train", str(tmp_path))
 
 
 def test_missing_directory_and_missing_file_say_how_to_fix(tmp_path):
-    with pytest.raises(data.DataError, match="does not exist.*--data-dir"):
-        data.load("mnist", "train", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="does not exist.*--data-dir"):
+        mnist.load("mnist", "train", str(tmp_path / "nowhere"))
     make_split(tmp_path)
-    os.remove(tmp_path / data.IDX_FILES["test"][1])
-    with pytest.raises(data.DataError, match="lacks t10k-labels.*TFVAE_DATA_DIR"):
-        data.load("mnist", "test", str(tmp_path))
+    os.remove(tmp_path / mnist.IDX_FILES["test"][1])
+    with pytest.raises(DataError, match="lacks t10k-labels.*TFVAE_DATA_DIR"):
+        mnist.load("mnist", "test", str(tmp_path))
 
 
 def test_tfds_failure_says_how_to_point_at_local_files(monkeypatch):
@@ -90,8 +91,8 @@ def test_tfds_failure_says_how_to_point_at_local_files(monkeypatch):
 
     monkeypatch.delenv("TFVAE_DATA_DIR", raising=False)
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(data.DataError, match="tensorflow-datasets .no route to host.*--data-dir"):
-        data.load("fashion_mnist", "train")
+    with pytest.raises(DataError, match="tensorflow-datasets .no route to host.*--data-dir"):
+        mnist.load("fashion_mnist", "train")
 
 
 @hypothesis.settings(max_examples=150, deadline=None)
@@ -99,7 +100,7 @@ def test_tfds_failure_says_how_to_point_at_local_files(monkeypatch):
 def test_fuzzed_idx_files_raise_only_data_errors(tmp_path_factory, draw):
     directory = tmp_path_factory.mktemp("fuzz")
     make_split(directory, n_train=3, n_test=2)
-    name = draw.draw(st.sampled_from(sum(data.IDX_FILES.values(), ())))
+    name = draw.draw(st.sampled_from(sum(mnist.IDX_FILES.values(), ())))
     path = directory / name
     raw = bytearray(gzip.decompress(path.read_bytes()))
     mutation = draw.draw(st.sampled_from(["truncate", "flip", "magic", "dims", "raw"]))
@@ -121,8 +122,8 @@ def test_fuzzed_idx_files_raise_only_data_errors(tmp_path_factory, draw):
     path.write_bytes(payload)
     split = "train" if name.startswith("train") else "test"
     try:
-        data.load("mnist", split, str(directory))
-    except data.DataError:
+        mnist.load("mnist", split, str(directory))
+    except DataError:
         pass
     shutil.rmtree(directory)
 
@@ -190,7 +191,7 @@ def test_tensorflow_datasets_source_gives_what_the_idx_reader_gives(monkeypatch)
 
     monkeypatch.delenv("TFVAE_DATA_DIR", raising=False)
     with tfds.testing.mock_data(num_examples=25):
-        images, labels = data.load("mnist", "train")
+        images, labels = mnist.load("mnist", "train")
         subset = data.load_subset("mnist", "test", size=7)
     assert images.shape == (25, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (25,) and labels.dtype == np.uint8 and labels.max() < 10
@@ -201,19 +202,19 @@ def test_tensorflow_datasets_source_gives_what_the_idx_reader_gives(monkeypatch)
 
 def test_another_datasets_published_files_are_recognised(tmp_path, monkeypatch):
     make_split(str(tmp_path))
-    with open(tmp_path / data.IDX_FILES["test"][0], "rb") as f:
+    with open(tmp_path / mnist.IDX_FILES["test"][0], "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    monkeypatch.setitem(data.PUBLISHED_SHA256, "fashion_mnist", {digest})
-    with pytest.raises(data.DataError, match="is fashion_mnist's t10k-images.*--dataset "
+    monkeypatch.setitem(mnist.PUBLISHED_SHA256, "fashion_mnist", {digest})
+    with pytest.raises(DataError, match="is fashion_mnist's t10k-images.*--dataset "
                                              "fashion_mnist"):
-        data.load("mnist", "test", str(tmp_path))
-    images, _ = data.load("fashion_mnist", "test", str(tmp_path))  # under its own name: read
+        mnist.load("mnist", "test", str(tmp_path))
+    images, _ = mnist.load("fashion_mnist", "test", str(tmp_path))  # under its own name: read
     assert images.shape == (20, 28, 28)
 
 
 def test_published_checksums_match_the_real_files(mnist_dir):
     if os.environ.get("TFVAE_DATA_DIR"):  # the original files (from tfds they are re-packed)
-        for name in (*data.IDX_FILES["train"], *data.IDX_FILES["test"]):
+        for name in (*mnist.IDX_FILES["train"], *mnist.IDX_FILES["test"]):
             with open(os.path.join(mnist_dir, name), "rb") as f:
-                assert hashlib.sha256(f.read()).hexdigest() in data.PUBLISHED_SHA256["mnist"]
-    assert data.load("mnist", "test", mnist_dir)[0].shape == (10000, 28, 28)
+                assert hashlib.sha256(f.read()).hexdigest() in mnist.PUBLISHED_SHA256["mnist"]
+    assert mnist.load("mnist", "test", mnist_dir)[0].shape == (10000, 28, 28)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error, tiny_config
 
-from tfvae import checkpoints, evaluate, rundir, sources, steps, train
+from tfvae import checkpoints, data, evaluate, rundir, steps, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
@@ -54,7 +54,7 @@ def test_nll_standard_error_is_the_spread_of_the_images_bounds(tiny_run):
                                    verbose=0, write=False)
     # The same bounds image by image, seeded as evaluate seeds its batches.
     config, model, _, _ = checkpoints.load_run(tiny_run)
-    x, labels = sources.load_test_set(dataclasses.replace(config, test_size=30))
+    x, labels = data.load_test_set(dataclasses.replace(config, test_size=30))
     iwae_step = steps.make_iwae_function(model, config, 10, 5)
     bounds = np.concatenate([
         iwae_step(x[begin:begin + 10], labels[begin:begin + 10],

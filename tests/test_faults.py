@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import cli_error, tiny_config, to_argv, write_idx
 
-from tfvae import data, evaluate, generate, rundir, train
+from tfvae import evaluate, generate, mnist, rundir, train
 from tfvae.files import TEMP_PREFIX, atomic_path
 
 TINY = tiny_config(train_size=256, test_size=100, epochs=2, hidden_units=(16,), steps_per_call=2)
@@ -294,7 +294,7 @@ def test_a_run_that_lost_its_config_is_refused(trained, tmp_path, mnist_dir, cap
 # 5. Empty data; non-finite results never written.
 
 def test_empty_idx_files_are_refused_when_loading(tmp_path, capsys):
-    for image_file, label_file in data.IDX_FILES.values():
+    for image_file, label_file in mnist.IDX_FILES.values():
         write_idx(tmp_path / image_file, np.zeros([0, 28, 28]))
         write_idx(tmp_path / label_file, np.zeros([0]))
     err = cli_error(train.main, ["--data-dir", str(tmp_path), "--out", str(tmp_path / "run")],

@@ -7,22 +7,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import benchmark_module, cli_error, tiny_config, train_test_elbos
-from test_iwae import ppca
+from helpers import cli_error, masked_coupling_flow, ppca, randomize, tiny_config, train_test_elbos
 
 from tfvae import checkpoints, evaluate, losses, steps, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 from tfvae.models import CouplingFlow, FlowPosterior, MlpVAE
-
-masked_coupling_flow = benchmark_module("flow_speed").masked_coupling_flow
-
-
-def randomize(layer_or_model, seed, scale):
-    """Replaces every weight by N(0, scale^2) draws, so a flow is far from the identity."""
-    rng = np.random.default_rng(seed)
-    layer_or_model.set_weights([rng.normal(0.0, scale, w.shape).astype(np.float32)
-                                for w in layer_or_model.get_weights()])
 
 
 def test_untrained_flow_is_the_identity():

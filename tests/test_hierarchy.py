@@ -7,8 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, tiny_config, train_test_elbos
-from test_flows import randomize
+from helpers import cli_error, randomize, tiny_config, train_test_elbos
 
 from tfvae import checkpoints, evaluate, losses, steps, train
 from tfvae.config import Config

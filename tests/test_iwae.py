@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ppca
 
 from tfvae import losses, steps
 from tfvae.config import Config
@@ -67,26 +68,6 @@ def test_lk_does_not_decrease_with_k(tiny_model):
         gain = bounds[large][0] - bounds[small][0]
         noise = np.hypot(bounds[large][1], bounds[small][1])
         assert gain > 3 * noise, (small, large, bounds)
-
-
-def ppca(seed=0, observed=5, latent=2, scale=0.5):
-    """A linear-Gaussian model with orthogonal columns, so its exact posterior is diagonal."""
-    rng = np.random.default_rng(seed)
-    basis, _ = np.linalg.qr(rng.normal(size=(observed, latent)))
-    weights = basis * np.array([2.0, 1.0])[:latent]  # W = Q diag(2, 1): W^T W = diag(4, 1)
-    bias = rng.normal(size=observed)
-    x = rng.multivariate_normal(bias, weights @ weights.T + scale**2 * np.eye(observed), size=4)
-    covariance = weights @ weights.T + scale**2 * np.eye(observed)
-    _, logdet = np.linalg.slogdet(covariance)
-    centred = x - bias
-    log_px = -0.5 * (np.einsum("bi,ij,bj->b", centred, np.linalg.inv(covariance), centred)
-                     + logdet + observed * np.log(2 * np.pi))
-    # Posterior N(M^-1 W^T (x - b), s^2 M^-1), M = W^T W + s^2 I, diagonal here (Tipping &
-    # Bishop 1999).
-    m = np.diag(weights.T @ weights) + scale**2
-    post_mean = centred @ weights / m
-    post_logvar = np.broadcast_to(np.log(scale**2 / m), post_mean.shape)
-    return weights, bias, scale, x, log_px, post_mean, post_logvar
 
 
 def ppca_log_weights(model, mean, logvar, k, seed):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import benchmark_module
+from helpers import with_keras_logits_layer
 
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
@@ -240,7 +240,7 @@ def test_keras_files_saved_with_keras_logits_layer_still_load(tmp_path):
     """A .keras file addresses a layer's weights by its class name: a conv model saved when
     its logits layer was Keras's Conv2DTranspose loads into tfvae's, with the same outputs."""
     model = build_model(Config(latent_dim=2))
-    before = benchmark_module("eval_speed").with_keras_logits_layer(model)
+    before = with_keras_logits_layer(model)
     assert type(before.decoder.layers[-1]) is keras.layers.Conv2DTranspose
     before.save(tmp_path / "before.keras")
     loaded = keras.models.load_model(tmp_path / "before.keras")

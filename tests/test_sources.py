@@ -9,12 +9,11 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import benchmark_module, cli_error, tiny_config
+from helpers import cli_error, resize, run_program, tint, tiny_config
 
-from tfvae import data, rundir, sources, train
+from tfvae import catalog, data, rundir, sources, train
 from tfvae.config import Config
-
-image_folders = benchmark_module("image_folders")
+from tfvae.errors import DataError
 
 COUNT = 60  # images per test folder: 6 of each digit, on average
 
@@ -39,9 +38,11 @@ def class_folder(tmp_path_factory, digits):
 
 
 @pytest.fixture(scope="module")
-def tinted_folder(tmp_path_factory, digits):
+def tinted_folder(tmp_path_factory, mnist_dir):
+    """The `digits` as 32x32 PNGs, each in its class's hue, written by the benchmarks' tool."""
     folder = str(tmp_path_factory.mktemp("tinted"))
-    image_folders.write_tinted(folder, *digits, seed=0)
+    run_program(["-m", "benchmarks.image_folders", "--tinted", folder, "--count", str(COUNT),
+                 "--data-dir", mnist_dir, "--seed", "0"])
     return folder
 
 
@@ -50,7 +51,7 @@ def flat_folder(root, images, size=None, encode=tf.io.encode_png, name="flat"):
     for index, image in enumerate(images):
         image = image[..., None] if image.ndim == 2 else image
         if size:
-            image = image_folders.resize(image[None], size)[0]
+            image = resize(image[None], size)[0]
         write(os.path.join(folder, f"{index:03d}.png" if encode is tf.io.encode_png
                            else f"{index:03d}.jpg"), image, encode)
     return folder
@@ -125,7 +126,7 @@ def test_odd_sizes_keep_their_shape_or_resize(tmp_path, digits):
     labels = np.concatenate([loaded["train"].labels, loaded["test"].labels])
     assert images.shape == (40, 30, 30, 1)
     # Classes sort as small (0), wide (1). The 30x30 images are kept exactly as written.
-    written = image_folders.resize(digits[0][20:40, ..., None], (30, 30))
+    written = resize(digits[0][20:40, ..., None], (30, 30))
     small = images[labels == 0]
     assert len(small) == 20
     assert all(any(np.array_equal(image, w) for w in written) for image in small)
@@ -195,28 +196,45 @@ def test_tensorflow_datasets_image_sets_with_and_without_labels(monkeypatch):
         assert not loaded["test"].labels.any()
 
 
-def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train():
+def test_a_tensorflow_datasets_set_without_test_split_holds_out_the_end_of_train(monkeypatch):
+    import tensorflow_datasets as tfds
+
     def load(name, split, with_info):  # what tfds.load says of a dataset with only "train"
         raise ValueError(f'Unknown split "{split}". Should be one of [\'train\'].')
 
-    names = sources._tfds_split_names(types.SimpleNamespace(load=load), "some_set", 0.1)
+    monkeypatch.setattr(tfds, "load", load)
+    names = catalog.split_names("some_set", 0.1)
     assert names == {"train": "train[:90%]", "test": "train[90%:]"}
+
+
+def test_other_tensorflow_datasets_failures_are_one_line_data_errors(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def load(name, split, with_info):
+        raise ValueError("Failed to read shard 3\nmore detail")
+
+    monkeypatch.setattr(tfds, "load", load)
+    with pytest.raises(DataError) as error:
+        catalog.load("some_set", "train")
+    assert not isinstance(error.value, catalog.MissingSplit)
+    assert str(error.value) == ("could not load some_set through tensorflow-datasets (Failed to "
+                                "read shard 3); check the connection or the name")
 
 
 def test_a_tensorflow_datasets_split_too_large_for_memory_is_refused():
     huge = types.SimpleNamespace(num_examples=10**12)
-    with pytest.raises(data.DataError, match="pass --train-size N or a smaller --image-size"):
-        sources._check_fits_memory("celeb_a", "train", huge, None, (218, 178, 3))
-    sources._check_fits_memory("celeb_a", "train", huge, 1000, (218, 178, 3))  # 116 MB: fits
+    with pytest.raises(DataError, match="pass --train-size N or a smaller --image-size"):
+        catalog.check_fits_memory("celeb_a", "train", huge, None, (218, 178, 3))
+    catalog.check_fits_memory("celeb_a", "train", huge, 1000, (218, 178, 3))  # 116 MB: fits
 
 
 def test_feature_choice_of_a_tensorflow_datasets_set():
     import tensorflow_datasets as tfds
 
     info = tfds.builder("celeb_a").info  # an image, attributes, landmarks: no class label
-    assert sources.image_and_label_features("celeb_a", info.features) == ("image", None)
+    assert catalog.image_and_label_features("celeb_a", info.features) == ("image", None)
     info = tfds.builder("emnist/letters").info
-    assert sources.image_and_label_features("emnist/letters", info.features,
+    assert catalog.image_and_label_features("emnist/letters", info.features,
                                             info.supervised_keys) == ("image", "label")
 
 
@@ -249,7 +267,7 @@ def test_bad_folders_end_with_one_line(tmp_path, digits, class_folder, capsys, m
 
 def test_mixed_channels_and_unlabelled_conditional_end_with_one_line(tmp_path, digits, capsys):
     flat_folder(str(tmp_path), digits[0][:10], name="mixed/grey")
-    flat_folder(str(tmp_path), image_folders.tint(digits[0][10:20], np.random.default_rng(0)),
+    flat_folder(str(tmp_path), tint(digits[0][10:20], np.random.default_rng(0)),
                 name="mixed/colour")
     folder = str(tmp_path / "mixed")
     err = train_error(["--dataset", folder, "--image-size", "28", "28"], capsys)
@@ -281,14 +299,6 @@ def test_training_on_a_tinted_folder_saves_the_resolved_shape(tinted_folder, tmp
     assert os.path.getsize(tmp_path / "image_at_epoch_0001.png") > 0
     x, labels = data.load_test_set(rundir.load_config(str(tmp_path)))
     assert x.shape[1:] == (32, 32, 3) and labels.max() < 10
-
-
-def test_the_benchmark_writes_a_synthetic_unlabelled_colour_folder(tmp_path, digits):
-    folder = image_folders.write_synthetic(str(tmp_path / "synthetic"), digits[0], 12,
-                                           size=(40, 36), chunk=5)
-    config, loaded = sources.load(Config(dataset=folder, test_fraction=0.3))
-    assert config.image_shape == (40, 36, 3) and config.num_classes == 0
-    assert len(loaded["train"].labels) + len(loaded["test"].labels) == 12
 
 
 def test_a_streamed_folder_trains_and_resumes_to_the_in_memory_weights(class_folder, tmp_path,

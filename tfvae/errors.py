@@ -10,6 +10,10 @@ class TfvaeError(Exception):
     """A mistake the user can fix: the message names the problem and the fix."""
 
 
+class DataError(TfvaeError):
+    """Missing, corrupt or mismatched data, with what to do about it."""
+
+
 def first_line(error):
     """The first line of an exception's message (library errors can run to pages), or its type."""
     text = str(error).strip()

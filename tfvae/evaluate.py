@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import checkpoints, data, losses, rundir, sources, steps
+from tfvae import checkpoints, data, losses, rundir, steps
 from tfvae.cli import EVAL_BATCH_SIZE, EVAL_CHUNK, parse_evaluate
 from tfvae.config import check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error, first_line
@@ -63,7 +63,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         config, model = checkpoints.mixed_precision_copy(config, model)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
-    test_x, test_labels = sources.load_test_set(dataclasses.replace(
+    test_x, test_labels = data.load_test_set(dataclasses.replace(
         config, data_dir=data.usable_data_dir(data_dir, config.data_dir), test_size=subset))
     num_images = len(test_x)
     progbar = keras.utils.Progbar(num_images, stateful_metrics=["elbo", "iwae"],

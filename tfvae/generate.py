@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfvae import checkpoints, data, figures, rundir, sources, viz
+from tfvae import checkpoints, data, figures, rundir, viz
 from tfvae.cli import DEFAULT_SAMPLES, parse_generate
 from tfvae.errors import TfvaeError, exit_on_error
 
@@ -79,7 +79,7 @@ def main(argv=None, prog="python -m tfvae.generate"):
     if args.reconstruct or args.transition or args.scatter:
         config = dataclasses.replace(
             config, data_dir=data.usable_data_dir(args.data_dir, config.data_dir))
-        test_x, test_labels = sources.load_test_set(config)
+        test_x, test_labels = data.load_test_set(config)
     if args.reconstruct:
         paths.append(os.path.join(out, rundir.RECONSTRUCTIONS_FILE))
         count = figures.NUM_RECONSTRUCTIONS

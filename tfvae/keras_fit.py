@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data, steps
+from tfvae import pixels, steps
 from tfvae.errors import TfvaeError
 
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -66,8 +66,8 @@ def step_seeds(seed, step, replica=0):
 def eval_dataset(x, y, *, batch_size, binarize, latent_dim, image_shape):
     """Held-out images as the CLI evaluates them: ({'x', 'eps'}, labels) batches.
 
-    The whole array is binarized at once with data.TEST_BINARIZATION_SEED, as data.test_set
-    does, and the noise is data.eval_batches', so evaluate() equals the CLI's test ELBO.
+    The whole array is binarized at once and given the fixed noise of `tfvae.pixels`, as the
+    CLI's data.test_set and data.eval_batches do, so evaluate() equals the CLI's test ELBO.
 
     Args:
       x: images as `to_unit_images` takes them, all of them in one array.
@@ -76,10 +76,11 @@ def eval_dataset(x, y, *, batch_size, binarize, latent_dim, image_shape):
       latent_dim: the model's latent size; image_shape: its (H, W, C).
     """
     images = to_unit_images(x, image_shape)
-    x = data.binarize(images, binarize, data.TEST_BINARIZATION_SEED).numpy()
+    x = pixels.held_out_targets(images, binarize).numpy()
     labels = np.zeros(len(x), np.int32) if y is None else np.asarray(y).astype(np.int32)
-    batches = data.eval_batches(x, labels, batch_size=batch_size, noise_shape=(1, latent_dim))
-    return batches.map(lambda x, labels, eps: ({"x": x, "eps": eps}, labels))
+    eps = pixels.eval_noise(len(x), (1, latent_dim))
+    return (tf.data.Dataset.from_tensor_slices(({"x": x, "eps": eps}, labels))
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def _is_array(x):
@@ -232,17 +233,15 @@ class KerasFitMixin:
         replica = context.replica_id_in_sync_group if context else 0
         pixel_seed, noise_seed = step_seeds(
             self.fit_seed, tf.convert_to_tensor(self.optimizer.iterations), replica)
-        x = data.binarize(to_unit_images(x, self.image_shape), self.fit_binarize, pixel_seed)
+        x = pixels.binarize(to_unit_images(x, self.image_shape), self.fit_binarize, pixel_seed)
         eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim], seed=noise_seed)
         return self._report(self._fit_update(x, labels, eps))
 
     def test_step(self, batch):
         x, labels, eps = self._unpack(batch)
         if eps is None:  # a batch of a user's dataset: fixed draws, the same for every batch
-            x = data.binarize(to_unit_images(x, self.image_shape), self.fit_binarize,
-                              data.TEST_BINARIZATION_SEED)
-            eps = tf.random.stateless_normal([tf.shape(x)[0], 1, self.latent_dim],
-                                             seed=data.EVAL_NOISE_SEED)
+            x = pixels.held_out_targets(to_unit_images(x, self.image_shape), self.fit_binarize)
+            eps = pixels.eval_noise(tf.shape(x)[0], (1, self.latent_dim))
         terms = steps.per_example_terms(self, x, labels, eps, objective="elbo", kl=self.fit_kl)
         return self._report(terms)
 
