@@ -107,6 +107,10 @@ def main(argv=None):
     out = args.out or args.run_dir
     rundir.ensure_writable(out)
     model = rundir.load_run(args.run_dir).model
+    if not all(np.isfinite(value).all() for value in model.get_weights()):
+        raise TfvaeError(f"the newest checkpoint of {args.run_dir} holds non-finite weights "
+                         "(its training diverged), so its pictures would be blank: retrain "
+                         "with a lower --learning-rate and --overwrite")
 
     paths = []
     num_classes = config.label_classes

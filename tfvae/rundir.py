@@ -80,7 +80,10 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
                          f"{CONFIG_FILE}, so tfvae cannot tell who wrote them and will not "
                          "replace them: move them away or choose another --out")
     if has_config and overwrite:
-        clear(run_dir)
+        # An evaluation still scoring the old weights would write their rows into the new run.
+        with locked(run_dir, EVAL_LOCK_FILE, "wait for its evaluation to finish before "
+                    "--overwrite, or choose another --out"):
+            clear(run_dir)
     elif has_config:
         check_same_run(run_dir, load_config(run_dir), config)
         done = checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
