@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
-from tfvae.config import MNIST_LIKE, MNIST_SHAPE, names_folder
+from tfvae.config import MNIST_LIKE, MNIST_SHAPE, check_image_pixels, names_folder
 from tfvae.data import DataError
 from tfvae.errors import first_line
 
@@ -86,6 +86,7 @@ def load_test_set(config):
 
 def resolve(config, shape, num_classes):
     """`config` with the data's shape (H, W, C) and number of classes filled in."""
+    check_image_pixels(*shape[:2], source=config.dataset)
     return dataclasses.replace(config, image_size=tuple(shape[:2]), channels=shape[2],
                                num_classes=num_classes)
 
@@ -296,6 +297,7 @@ def _load_folder(config, splits):
         # starts rather than in the middle of an epoch.
         shape = _folder_shape(config, [p for split in files.values() for p in split.images],
                               folder)
+    check_image_pixels(*shape[:2], source=f"the folder {folder}")  # before decoding them all
     loaded = {}
     for split, (split_paths, split_labels) in files.items():
         if split == "train" and _streams(files, shape):
