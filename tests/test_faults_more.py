@@ -26,3 +26,31 @@ def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):
     message = cli_error(train.main, ["--dataset", str(tmp_path), "--image-size", "1000",
                                      "1100", "--out", str(tmp_path / "run")], capsys)
     assert "1000x1100" in message and not os.path.exists(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def conditional_model():
+    from tfvae import MlpVAE
+
+    model = MlpVAE(latent_dim=2, hidden_units=(8,), num_classes=10)
+    model.compile()
+    return model
+
+
+IMAGES = np.zeros([4, 28, 28], np.uint8)
+LABELS = np.arange(4)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.predict((IMAGES[:0], LABELS[:0])), "no images"),
+    (lambda m: m.fit(np.full([4, 28, 28], np.nan, np.float32), LABELS), "NaN"),
+    (lambda m: m.fit(IMAGES.astype(np.uint16) + 257, LABELS), "0..255"),
+    (lambda m: m.fit(IMAGES.astype(np.int8) - 1, LABELS), "0..255"),
+    (lambda m: m.fit(IMAGES, np.array([0, 1, 2, 10])), "label 3 is 10"),
+    (lambda m: m.fit(IMAGES, np.array([0, -1, 2, 3])), "label 1 is -1"),
+    (lambda m: m.evaluate(IMAGES, np.array([0, 1.5, 2, 3])), "label 1 is 1.5"),
+])
+def test_the_keras_api_refuses_what_it_cannot_score(conditional_model, call, message):
+    with pytest.raises(TfvaeError, match=message):
+        call(conditional_model)
+
