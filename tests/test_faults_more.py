@@ -54,3 +54,56 @@ def test_the_keras_api_refuses_what_it_cannot_score(conditional_model, call, mes
     with pytest.raises(TfvaeError, match=message):
         call(conditional_model)
 
+
+
+def write_png(path, value=128):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    imageio.imwrite(path, np.full([8, 8], value, np.uint8), format="png")
+
+
+def test_links_fifos_and_dangling_links_in_a_folder_are_read_once_or_skipped(tmp_path):
+    from tfvae import sources
+
+    for name in ("a/1.png", "a/2.png", "b/3.png"):
+        write_png(str(tmp_path / name))
+    os.symlink(".", tmp_path / "zz_self")  # a loop back to the folder
+    os.symlink("a", tmp_path / "c")  # a second way into class a
+    os.symlink("b/3.png", tmp_path / "a" / "3-again.png")  # a file seen twice
+    os.mkfifo(tmp_path / "a" / "fifo.png")  # reading it would block forever
+    os.symlink("gone.png", tmp_path / "b" / "dangling.png")
+    paths, labels, classes = sources.scan_folder(str(tmp_path))
+    assert classes == ["a", "b"]
+    assert sorted(paths) == ["a/1.png", "a/2.png", "b/3.png"] or sorted(paths) == [
+        "a/1.png", "a/2.png", "a/3-again.png"]
+    assert len({os.path.realpath(tmp_path / p) for p in paths}) == len(paths) == 3
+
+
+def test_a_flat_folder_whose_file_became_a_directory_says_so(tmp_path, capsys):
+    from tfvae import sources
+
+    for index in range(3):
+        write_png(str(tmp_path / f"{index}.png"))
+    os.makedirs(tmp_path / "3.png")
+    with pytest.raises(TfvaeError, match="holds 3 images directly and subfolders"):
+        sources.scan_folder(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["tensorboard", "checkpoints"])
+def test_a_file_where_a_run_keeps_a_folder_is_named(name, tmp_path):
+    from tfvae import rundir
+
+    (tmp_path / name).write_text("mine")
+    with pytest.raises(TfvaeError, match=f"is a file where tfvae keeps the run's {name} folder"):
+        rundir.prepare(str(tmp_path), Config(model="mlp"))
+    assert not os.path.exists(tmp_path / "config.json")
+
+
+def test_a_message_with_a_newline_in_a_path_stays_one_line(capsys):
+    from tfvae.errors import exit_on_error
+
+    def main(argv):
+        raise TfvaeError("cannot read 'a\nb.png'")
+
+    with pytest.raises(SystemExit):
+        exit_on_error(main)([])
+    assert capsys.readouterr().err == "error: cannot read 'a\\nb.png'\n"

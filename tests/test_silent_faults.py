@@ -89,8 +89,8 @@ def test_a_diverged_model_is_never_saved_nor_called_good(tmp_path, mnist_dir, ca
                         capsys)
     assert "diverged" in message and "no checkpoint was written" in message
     assert rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints")) == []
-    assert not os.path.exists(os.path.join(run_dir, rundir.METRICS_FILE))
-    assert not os.path.exists(os.path.join(run_dir, rundir.FRAME_PATTERN.format(1)))
+    # Nothing of the failed start is left, so the corrected command is not refused.
+    assert os.listdir(run_dir) == []
 
 
 def test_generate_refuses_non_finite_weights(two_runs, tmp_path, capsys):
@@ -130,3 +130,19 @@ def test_iwae_memory_does_not_grow_with_k(two_runs):
     # variable is a tensor of a fixed shape, the same whatever k is.
     assert all(dtype != tf.variant and shape.is_fully_defined() for dtype, shape in huge), huge
     assert huge == loop_state(500)
+
+
+def test_generate_never_replaces_a_users_file_outside_a_run(two_runs, tmp_path, capsys):
+    (tmp_path / "samples.png").write_text("mine")
+    message = cli_error(generate.main, [two_runs[0], "--samples", "4", "--out",
+                                        str(tmp_path)], capsys)
+    assert "samples.png" in message and (tmp_path / "samples.png").read_text() == "mine"
+
+
+def test_a_run_whose_checkpoints_vanished_is_refused_not_restarted(two_runs, tmp_path,
+                                                                   mnist_dir, capsys):
+    run_dir = str(shutil.copytree(two_runs[0], tmp_path / "run"))
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"))
+    message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir,
+                                     *to_argv(TINY)], capsys)
+    assert "holds no checkpoint" in message and len(rundir.read_metrics(run_dir)) == 1

@@ -217,8 +217,20 @@ def _check_fits_memory(name, split, split_info, size, shape):
 # A folder: one subfolder per class, or flat and unlabelled.
 
 def class_folders(folder):
-    """A folder's classes: its subfolders, hidden ones aside, sorted by name."""
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    """A folder's classes: its subfolders, hidden ones aside, sorted by name.
+
+    A link back to the folder or above it (`ln -s . self`), or a second link to a class
+    already listed, is no class: its images are there already.
+    """
+    real_folder, seen, classes = os.path.realpath(folder), set(), []
+    for name in sorted(e.name for e in os.scandir(folder)
+                       if e.is_dir() and not e.name.startswith(".")):
+        real = os.path.realpath(os.path.join(folder, name))
+        if real in seen or real_folder == real or real_folder.startswith(real + os.sep):
+            continue
+        seen.add(real)
+        classes.append(name)
+    return classes
 
 
 def class_names(dataset):
@@ -249,23 +261,42 @@ def scan_folder(folder):
         raise DataError(f"folder {folder} does not exist: pass an existing folder of images, "
                         "or a dataset name")
     classes = class_folders(folder)
-    paths, labels = [], []
+    paths, labels, seen = [], [], set()
     for label, root in enumerate(classes or [""]):
-        found = sorted(_image_files(folder, root, recursive=bool(classes)))
+        found = sorted(_image_files(folder, root, recursive=bool(classes), seen=seen))
         paths += found
         labels += [label] * len(found)
     if not paths:
+        loose = sum(1 for _ in _image_files(folder, "", recursive=False, seen=set()))
+        if classes and loose:  # e.g. a flat folder where one file became a directory
+            raise DataError(f"folder {folder} holds {loose} images directly and subfolders "
+                            f"({_examples_of(classes)}) without any; subfolders are read as "
+                            "the classes: move the images into them, or remove the subfolders")
         raise DataError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
                         "put images in it, or in one subfolder per class")
     return paths, np.array(labels, np.int32), classes
 
 
-def _image_files(folder, root, recursive):
+def _image_files(folder, root, recursive, seen):
+    """Relative paths of the regular image files under folder/root; `seen` holds the real
+    paths already listed, so a file reached twice through links is listed once (and cannot
+    be in both the training and the test split)."""
     for directory, subdirs, files in os.walk(os.path.join(folder, root)):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if recursive else []
         for name in files:
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                yield os.path.relpath(os.path.join(directory, name), folder)
+            path = os.path.join(directory, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS) or name.startswith("."):
+                continue
+            # A FIFO would block the scan's read forever; a dangling link has nothing to read.
+            real = os.path.realpath(path)
+            if real in seen or not os.path.isfile(real):
+                continue
+            seen.add(real)
+            yield os.path.relpath(path, folder)
+
+
+def _examples_of(names):
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def path_hash(relative_path):

@@ -200,7 +200,8 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
     chief = is_chief(strategy)
     config, (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
     steps_per_epoch = data.count_steps_per_epoch(len(train_images), config.batch_size)
-    with rundir.locked(workdir) if chief else contextlib.nullcontext():
+    with (rundir.locked(workdir) if chief else contextlib.nullcontext(),
+          rundir.undone_on_failure(workdir) if chief else contextlib.nullcontext()):
         if chief:
             rundir.prepare(workdir, config, overwrite, steps_per_epoch)
         barrier(strategy)  # the others may read the run directory once the chief has (re)made it
