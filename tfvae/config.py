@@ -21,6 +21,9 @@ CHOICES = {
 MNIST_LIKE = ("mnist", "fashion_mnist")
 MNIST_SHAPE = (28, 28, 1)  # height, width, channels
 MNIST_CLASSES = 10
+# Larger images exhaust memory: one epoch of 2000 x 2000 images passed 9 GB on the default
+# conv model, and their progress pictures were too large for PIL to read back.
+MAX_IMAGE_PIXELS = 1024 * 1024
 
 # The likelihoods of binary pixels; the others score 8-bit intensities.
 BINARY_LIKELIHOODS = ("bernoulli", "autoregressive")
@@ -190,6 +193,8 @@ class Config:
                                             or min(self.image_size) < 1):
             raise TfvaeError(f"--image-size takes a height and a width, positive, not "
                              f"{' '.join(map(str, self.image_size))}")
+        if self.image_size is not None:
+            check_image_pixels(*self.image_size)
         if self.channels not in (None, 1, 3):
             raise TfvaeError(f"--channels must be 1 or 3, not {self.channels}")
         check_at_least("num-classes", self.num_classes, minimum=0)
@@ -360,6 +365,14 @@ def translate_0_1_0(values):
     if values.pop("autoregressive_decoder", False):
         values["likelihood"] = "autoregressive"
     return values
+
+
+def check_image_pixels(height, width, source="--image-size"):
+    """Raises TfvaeError for images of more than MAX_IMAGE_PIXELS pixels."""
+    if height * width > MAX_IMAGE_PIXELS:
+        raise TfvaeError(f"{source} gives {height}x{width} images, over tfvae's 1024x1024 "
+                         "pixels (memory and pictures grow with their size): pass a smaller "
+                         "--image-size to resize them")
 
 
 def names_folder(dataset):

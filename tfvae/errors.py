@@ -38,7 +38,8 @@ def exit_on_error(main, interrupted=RESUME_HINT):
             return main(argv)
         except TfvaeError as error:
             _end_progress_line()
-            print(f"error: {error}", file=sys.stderr)
+            # One line even when a path in it holds a newline.
+            print("error: " + str(error).replace("\n", "\\n"), file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             # What the interrupt left half done (an image being written, say) is collected on

@@ -7,9 +7,11 @@ them to eval.json in the run directory.
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -59,6 +61,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         check_at_least(name, value)
     check_seed("seed", seed)
     config, model, step, checkpoint_path = checkpoints.load_run(run_dir)
+    weights = weights_digest(model)  # before the copy: the weights, not their precision
     if mixed_precision:
         config, model = checkpoints.mixed_precision_copy(config, model)
     rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
@@ -68,7 +71,9 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     num_images = len(test_x)
     progbar = keras.utils.Progbar(num_images, stateful_metrics=["elbo", "iwae"],
                                   verbose=verbose)
-    settings = {"checkpoint": os.path.basename(checkpoint_path), "dataset": config.dataset,
+    # The weights' digest, not the checkpoint's name, ties the saved rows to the model they
+    # score: another run's file, or a run retrained under the same name, never matches.
+    settings = {"weights": weights, "dataset": config.dataset,
                 "images": num_images, "k": k, "seed": seed, "batch_size": batch_size,
                 "chunk": chunk, "mixed_precision": config.mixed_precision}
     images_path = os.path.join(run_dir, rundir.EVAL_IMAGES_FILE)
@@ -102,6 +107,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         "k": k, "images": num_images, "dataset": config.dataset, "seed": seed,
         "mixed_precision": config.mixed_precision,
         "batch_size": batch_size, "chunk": chunk, "checkpoint": os.path.basename(checkpoint_path),
+        "weights_sha256": weights,
         "step": step, "seconds": seconds, "images_per_second": num_images / seconds,
     })
     if write:
@@ -140,6 +146,15 @@ def score_batches(model, config, x, labels, k, batch_size=DEFAULT_BATCH_SIZE,
 NO_ROWS = np.zeros([0, len(steps.IWAE_METRIC_NAMES)])
 
 
+def weights_digest(model):
+    """SHA-256 of a model's variable values, in order: what a checkpoint's numbers depend on."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(str((value.dtype.str, value.shape)).encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
 def write_scored_images(path, settings, rows, seconds):
     """Saves the per-image rows so far, with what produced them and the seconds they took."""
     with atomic_path(path) as tmp:
@@ -149,18 +164,26 @@ def write_scored_images(path, settings, rows, seconds):
 def read_scored_images(path, settings):
     """(rows, seconds) saved at `path` by an evaluation with the same `settings`, else none.
 
-    A file from another checkpoint, k, seed, batch size, chunk, subset or precision is
-    ignored, and replaced as soon as the new evaluation has scored a batch.
+    A file from other weights, k, seed, batch size, chunk, subset or precision is ignored,
+    and replaced as soon as the new evaluation has scored a batch; so is a damaged one.
     """
     try:
-        with np.load(path) as saved:
-            if json.loads(str(saved["settings"])) == settings:
-                return saved["rows"], float(saved["seconds"])
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as saved:
+            if json.loads(str(saved["settings"])) != settings:
+                return NO_ROWS, 0.0
+            rows, seconds = saved["rows"], float(saved["seconds"])
+        if (rows.dtype != np.float64 or rows.ndim != 2 or rows.shape[1] != NO_ROWS.shape[1]
+                or len(rows) > settings["images"] or not np.isfinite(rows).all()):
+            raise ValueError("its rows do not fit this evaluation")
+        return rows, seconds
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError) as error:
-        rundir.note(f"ignoring {path}, which could not be read ({first_line(error)}); "
-                    "scoring from the first image")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        # numpy's message for bytes that are not an .npz talks of pickles: say what it is.
+        reason = ("not an .npz file" if "allow_pickle" in str(error)
+                  else first_line(error)[:120])
+        rundir.note(f"ignoring {path}, which could not be read ({reason}); scoring from the "
+                    "first image")
     return NO_ROWS, 0.0
 
 

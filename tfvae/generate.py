@@ -31,6 +31,23 @@ def check_fits_run(args, config):
                          f"{config.latent_dim}: train with --latent-dim 2")
 
 
+def check_replaces_nothing(args, config, out):
+    """Refuses to replace a file in an --out that is no run directory: it is the user's."""
+    if os.path.exists(os.path.join(out, rundir.CONFIG_FILE)):
+        return  # a run's pictures are tfvae's to redraw
+    names = [name for flag, name in (
+        (args.samples, rundir.SAMPLES_FILE), (args.manifold, rundir.MANIFOLD_FILE),
+        (args.reconstruct, rundir.RECONSTRUCTIONS_FILE), (args.scatter, rundir.SCATTER_FILE),
+        (args.transition, rundir.TRANSITION_FILE),
+        (args.transition and config.conditional, rundir.TRANSITION_CLASS_FILE),
+        (args.digit is not None, rundir.DIGIT_PATTERN.format(args.digit))) if flag]
+    for name in names:
+        if os.path.lexists(os.path.join(out, name)):
+            raise TfvaeError(f"{os.path.join(out, name)!r} exists and {out} is not a run "
+                             "directory, so it is not tfvae's to replace: move it away, or "
+                             "choose another --out")
+
+
 def transition_indices(indices, test_labels, labelled):
     """--indices checked against the test set, or the first test image of each class (of
     unlabelled data, the first few test images)."""
@@ -52,7 +69,12 @@ def main(argv=None, prog="python -m tfvae.generate"):
     seed = config.seed if args.seed is None else args.seed
     out = args.out or args.run_dir
     rundir.ensure_writable(out)
+    check_replaces_nothing(args, config, out)
     model = checkpoints.load_run(args.run_dir).model
+    if not all(np.isfinite(value).all() for value in model.get_weights()):
+        raise TfvaeError(f"the newest checkpoint of {args.run_dir} holds non-finite weights "
+                         "(its training diverged), so its pictures would be blank: retrain "
+                         "with a lower --learning-rate and --overwrite")
 
     paths = []
     num_classes = config.label_classes

@@ -83,6 +83,21 @@ def eval_dataset(x, y, *, batch_size, binarize, latent_dim, image_shape):
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
+def check_labels(y, count, num_classes):
+    """Raises TfvaeError unless `y` holds `count` whole class numbers in 0..num_classes-1."""
+    labels = np.asarray(y)
+    if labels.shape != (count,) or not (np.issubdtype(labels.dtype, np.integer)
+                                        or np.issubdtype(labels.dtype, np.floating)):
+        raise TfvaeError(f"labels must be {count} class numbers, one per image, not an array "
+                         f"shaped {list(labels.shape)} of {labels.dtype}")
+    bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0) | (
+        labels >= num_classes) if labels.size else np.zeros(0, bool)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise TfvaeError(f"labels must be whole classes 0..{num_classes - 1}; label {index} is "
+                         f"{labels.tolist()[index]!r}")
+
+
 def _is_array(x):
     return isinstance(x, (np.ndarray, tf.Tensor))
 
@@ -258,14 +273,29 @@ class KerasFitMixin:
         if not _is_array(x):
             return
         check_image_shape(x.shape, self.image_shape)
-        if np.issubdtype(np.asarray(x[:0]).dtype, np.floating):
-            low, high = float(np.min(x)), float(np.max(x))
+        if not len(x):
+            raise TfvaeError("no images were given (an array of 0 images): pass at least one")
+        values = np.asarray(x)
+        if np.issubdtype(values.dtype, np.floating):
+            if not np.isfinite(values).all():  # NaN passes the range check, and trains as 0
+                raise TfvaeError("float images hold NaN or infinite values: replace them with "
+                                 "intensities in [0, 1]")
+            low, high = float(np.min(values)), float(np.max(values))
             if low < 0.0 or high > 1.0:
                 raise TfvaeError(f"float images must be intensities in [0, 1], not "
                                  f"[{low:g}, {high:g}]: pass uint8 images or divide by 255")
+        elif values.dtype != np.uint8:
+            # Integers are 8-bit levels, divided by 255: 16-bit or negative values are not.
+            low, high = int(np.min(values)), int(np.max(values))
+            if low < 0 or high > 255:
+                raise TfvaeError(f"integer images must hold 8-bit levels 0..255, not "
+                                 f"{low}..{high} ({values.dtype}): pass uint8 images, or floats "
+                                 "in [0, 1]")
         if self.conditional and y is None:
             raise TfvaeError("this model is label-conditional: pass the labels, "
                              "fit(x, y) / evaluate(x, y) / predict((x, y))")
+        if self.conditional:
+            check_labels(y, len(values), self.num_classes)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """keras.Model.fit; array validation_data is scored as the CLI scores its test set."""

@@ -68,6 +68,11 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
     """
     ensure_writable(run_dir)
     remove_litter(run_dir)
+    for folder in (CHECKPOINT_DIR, TENSORBOARD_DIR):
+        path = os.path.join(run_dir, folder)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise TfvaeError(f"{path!r} is a file where tfvae keeps the run's {folder} folder: "
+                             "move it away, or choose another --out")
     has_config = os.path.exists(os.path.join(run_dir, CONFIG_FILE))
     if not has_config and os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
         raise TfvaeError(f"{run_dir} holds checkpoints but no {CONFIG_FILE}, without which they "
@@ -77,10 +82,18 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
                          f"{CONFIG_FILE}, so tfvae cannot tell who wrote them and will not "
                          "replace them: move them away or choose another --out")
     if has_config and overwrite:
-        clear(run_dir)
+        # An evaluation still scoring the old weights would write their rows into the new run.
+        with locked(run_dir, EVAL_LOCK_FILE, "wait for its evaluation to finish before "
+                    "--overwrite, or choose another --out"):
+            clear(run_dir)
     elif has_config:
         check_same_run(run_dir, load_config(run_dir), config)
         done = checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
+        trained = read_metrics(run_dir)
+        if not done and trained:  # else it would silently start again from step 0
+            raise TfvaeError(f"{run_dir} has trained {trained[-1]['epoch']} epoch(s) "
+                             f"({METRICS_FILE}) but holds no checkpoint in {CHECKPOINT_DIR}/: "
+                             "restore the checkpoints, or pass --overwrite to start afresh")
         if steps_per_epoch and done and done[-1] // steps_per_epoch > config.epochs:
             raise TfvaeError(f"{run_dir} has already trained {done[-1] // steps_per_epoch} "
                              f"epochs: pass --epochs {done[-1] // steps_per_epoch} or more, or "
@@ -90,6 +103,20 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
              f"{config.epochs}: the KL weight ends at {config.epochs / config.kl_warmup_epochs:.2f}"
              ", so the run optimises a down-weighted KL to the end")
     write_json(os.path.join(run_dir, CONFIG_FILE), dataclasses.asdict(config))
+
+
+@contextlib.contextmanager
+def undone_on_failure(run_dir):
+    """Removes what a run that fails before its first checkpoint wrote in a directory that
+    held no run, so the corrected command is not refused as another config's run."""
+    fresh = not os.path.exists(os.path.join(run_dir, CONFIG_FILE))
+    try:
+        yield
+    except Exception:
+        if (fresh and os.path.exists(os.path.join(run_dir, CONFIG_FILE))
+                and not checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))):
+            clear(run_dir)
+        raise
 
 
 def check_same_run(run_dir, saved, config):

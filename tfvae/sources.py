@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import catalog, images, mnist
-from tfvae.config import MNIST_LIKE, MNIST_SHAPE, names_folder
+from tfvae.config import MNIST_LIKE, MNIST_SHAPE, check_image_pixels, names_folder
 from tfvae.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what tf.io.decode_image reads
@@ -78,6 +78,7 @@ def check_labelled(config):
 
 def resolve(config, shape, num_classes):
     """`config` with the data's shape (H, W, C) and number of classes filled in."""
+    check_image_pixels(*shape[:2], source=config.dataset)
     return dataclasses.replace(config, image_size=tuple(shape[:2]), channels=shape[2],
                                num_classes=num_classes)
 
@@ -137,8 +138,20 @@ def _load_tfds(config, splits):
 # A folder: one subfolder per class, or flat and unlabelled.
 
 def class_folders(folder):
-    """A folder's classes: its subfolders, hidden ones aside, sorted by name."""
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    """A folder's classes: its subfolders, hidden ones aside, sorted by name.
+
+    A link back to the folder or above it (`ln -s . self`), or a second link to a class
+    already listed, is no class: its images are there already.
+    """
+    real_folder, seen, classes = os.path.realpath(folder), set(), []
+    for name in sorted(e.name for e in os.scandir(folder)
+                       if e.is_dir() and not e.name.startswith(".")):
+        real = os.path.realpath(os.path.join(folder, name))
+        if real in seen or real_folder == real or real_folder.startswith(real + os.sep):
+            continue
+        seen.add(real)
+        classes.append(name)
+    return classes
 
 
 def class_names(dataset):
@@ -162,23 +175,42 @@ def scan_folder(folder):
         raise DataError(f"folder {folder} does not exist: pass an existing folder of images, "
                         "or a dataset name")
     classes = class_folders(folder)
-    paths, labels = [], []
+    paths, labels, seen = [], [], set()
     for label, root in enumerate(classes or [""]):
-        found = sorted(_image_files(folder, root, recursive=bool(classes)))
+        found = sorted(_image_files(folder, root, recursive=bool(classes), seen=seen))
         paths += found
         labels += [label] * len(found)
     if not paths:
+        loose = sum(1 for _ in _image_files(folder, "", recursive=False, seen=set()))
+        if classes and loose:  # e.g. a flat folder where one file became a directory
+            raise DataError(f"folder {folder} holds {loose} images directly and subfolders "
+                            f"({_examples_of(classes)}) without any; subfolders are read as "
+                            "the classes: move the images into them, or remove the subfolders")
         raise DataError(f"folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
                         "put images in it, or in one subfolder per class")
     return paths, np.array(labels, np.int32), classes
 
 
-def _image_files(folder, root, recursive):
+def _image_files(folder, root, recursive, seen):
+    """Relative paths of the regular image files under folder/root; `seen` holds the real
+    paths already listed, so a file reached twice through links is listed once (and cannot
+    be in both the training and the test split)."""
     for directory, subdirs, files in os.walk(os.path.join(folder, root)):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if recursive else []
         for name in files:
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                yield os.path.relpath(os.path.join(directory, name), folder)
+            path = os.path.join(directory, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS) or name.startswith("."):
+                continue
+            # A FIFO would block the scan's read forever; a dangling link has nothing to read.
+            real = os.path.realpath(path)
+            if real in seen or not os.path.isfile(real):
+                continue
+            seen.add(real)
+            yield os.path.relpath(path, folder)
+
+
+def _examples_of(names):
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def path_hash(relative_path):
@@ -210,6 +242,7 @@ def _load_folder(config, splits):
         # starts rather than in the middle of an epoch.
         shape = _folder_shape(config, [p for split in files.values() for p in split.images],
                               folder)
+    check_image_pixels(*shape[:2], source=f"the folder {folder}")  # before decoding them all
     loaded = {}
     for split, (split_paths, split_labels) in files.items():
         if split == "train" and _streams(files, shape):

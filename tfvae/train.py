@@ -84,6 +84,28 @@ def check_finite(rows, first_step, checkpoint_step):
             f"{values[term]}; {kept}: lower --learning-rate and rerun with --overwrite")
 
 
+def check_finite_weights(model, step, checkpoint_step):
+    """Stops the run before a checkpoint, picture or metric is made from non-finite weights."""
+    if all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables):
+        return
+    kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
+            else "no checkpoint was written")
+    raise TfvaeError(f"training diverged by step {step}: the weights became non-finite; {kept}"
+                     ": lower --learning-rate and rerun with --overwrite")
+
+
+def check_finite_test(test, epoch, state, checkpoint_step):
+    """Stops the run when finite but huge weights give a non-finite test ELBO."""
+    bad = [name for name in steps.METRIC_NAMES if not np.isfinite(test[name])]
+    if bad:
+        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
+                else "no checkpoint was written")
+        raise TfvaeError(f"training diverged in epoch {epoch} (step "
+                         f"{int(state.global_step.numpy())}): the test {bad[0]} became "
+                         f"{test[bad[0]]}; {kept}: lower --learning-rate and rerun with "
+                         "--overwrite")
+
+
 State = collections.namedtuple("State", "model optimizer global_step manager")
 
 
@@ -182,7 +204,8 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
     chief = is_chief(strategy)
     config, (train_images, train_labels), (test_x, test_labels) = load_datasets(config)
     steps_per_epoch = data.count_steps_per_epoch(len(train_images), config.batch_size)
-    with rundir.locked(workdir) if chief else contextlib.nullcontext():
+    with (rundir.locked(workdir) if chief else contextlib.nullcontext(),
+          rundir.undone_on_failure(workdir) if chief else contextlib.nullcontext()):
         if chief:
             rundir.prepare(workdir, config, overwrite, steps_per_epoch)
         barrier(strategy)  # the others may read the run directory once the chief has (re)made it
@@ -208,6 +231,7 @@ def train_and_evaluate(config, workdir, overwrite=False, progress=True):
                                    epoch * steps_per_epoch, reporter.progress_bar(steps_per_epoch))
             seconds = time.perf_counter() - started
             test = steps.evaluate_elbo(eval_step, test_batches)
+            check_finite_test(test, epoch, state, _last_saved_step(state.manager))
             record = epoch_record(epoch, state, train_elbo, seconds, config, test)
             reporter.epoch_end(state.model, record)
             save_checkpoint(state.manager, int(state.global_step.numpy()), chief)
@@ -226,6 +250,8 @@ def run_epoch(train_steps, iterator, state, config, chief, last_step, progress):
             num = min(num, config.checkpoint_every - step % config.checkpoint_every)
         rows = train_steps(iterator, tf.constant(step, tf.int64), tf.constant(num)).numpy()
         check_finite(rows, step, _last_saved_step(state.manager))
+        # The rows are computed before each update: the last update may still have blown up.
+        check_finite_weights(state.model, step + num, _last_saved_step(state.manager))
         step += num
         train_elbo.append(rows[:, 0])
         progress.update(step - first_step, [("elbo", rows[-1, 0])])

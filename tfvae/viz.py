@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tfvae.files import atomic_path
 
+MAX_PICTURE_SIDE = 4096  # pixels: PIL reads back up to 89M-pixel pictures without a warning
+
 
 def to_uint8(images):
     """uint8 images: [N, H, W] from grey [N, H, W(, 1)], [N, H, W, 3] from colour."""
@@ -42,7 +44,16 @@ def image_grid(images, rows, padding=2):
 
 
 def upscale(grid, factor):
-    """Nearest-neighbour enlargement of [H, W(, 3)], so 28-pixel digits are visible."""
+    """Nearest-neighbour enlargement of [H, W(, 3)], so 28-pixel digits are visible.
+
+    The result is at most MAX_PICTURE_SIDE pixels a side: a smaller factor, or below 1 a
+    nearest-neighbour reduction, keeps grids of large images drawable (PIL refuses to read
+    back pictures of over 179M pixels).
+    """
+    factor = min(factor, MAX_PICTURE_SIDE // max(grid.shape[:2]))
+    if factor < 1:
+        step = -(-max(grid.shape[:2]) // MAX_PICTURE_SIDE)
+        return grid[::step, ::step]
     return grid.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else grid
 
 

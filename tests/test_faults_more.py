@@ -1,0 +1,109 @@
+"""Fault injection, second probe (issue #37): large images, folders, the Keras API, files that
+are not a run's, hangs and messages. Each case ends in one line or the right result."""
+
+import os
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from helpers import cli_error
+
+from tfvae import train, viz
+from tfvae.config import Config
+from tfvae.errors import TfvaeError
+
+
+def test_grids_of_large_images_are_drawn_at_a_size_pil_reads_back(tmp_path):
+    path = str(tmp_path / "grid.png")
+    viz.save_grid(path, np.zeros([16, 1100, 1100], np.float32), rows=4)
+    assert max(imageio.imread(path).shape) <= 4096  # PIL warns past 89M pixels
+    viz.gif_from_pngs(str(tmp_path / "training.gif"), [path, path], captions=["1", "2"])
+
+
+def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):
+    with pytest.raises(TfvaeError, match="over tfvae's 1024x1024"):
+        Config(dataset=str(tmp_path), image_size=(2000, 2000))
+    message = cli_error(train.main, ["--dataset", str(tmp_path), "--image-size", "1000",
+                                     "1100", "--out", str(tmp_path / "run")], capsys)
+    assert "1000x1100" in message and not os.path.exists(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def conditional_model():
+    from tfvae import MlpVAE
+
+    model = MlpVAE(latent_dim=2, hidden_units=(8,), num_classes=10)
+    model.compile()
+    return model
+
+
+IMAGES = np.zeros([4, 28, 28], np.uint8)
+LABELS = np.arange(4)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.predict((IMAGES[:0], LABELS[:0])), "no images"),
+    (lambda m: m.fit(np.full([4, 28, 28], np.nan, np.float32), LABELS), "NaN"),
+    (lambda m: m.fit(IMAGES.astype(np.uint16) + 257, LABELS), "0..255"),
+    (lambda m: m.fit(IMAGES.astype(np.int8) - 1, LABELS), "0..255"),
+    (lambda m: m.fit(IMAGES, np.array([0, 1, 2, 10])), "label 3 is 10"),
+    (lambda m: m.fit(IMAGES, np.array([0, -1, 2, 3])), "label 1 is -1"),
+    (lambda m: m.evaluate(IMAGES, np.array([0, 1.5, 2, 3])), "label 1 is 1.5"),
+])
+def test_the_keras_api_refuses_what_it_cannot_score(conditional_model, call, message):
+    with pytest.raises(TfvaeError, match=message):
+        call(conditional_model)
+
+
+
+def write_png(path, value=128):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    imageio.imwrite(path, np.full([8, 8], value, np.uint8), format="png")
+
+
+def test_links_fifos_and_dangling_links_in_a_folder_are_read_once_or_skipped(tmp_path):
+    from tfvae import sources
+
+    for name in ("a/1.png", "a/2.png", "b/3.png"):
+        write_png(str(tmp_path / name))
+    os.symlink(".", tmp_path / "zz_self")  # a loop back to the folder
+    os.symlink("a", tmp_path / "c")  # a second way into class a
+    os.symlink("b/3.png", tmp_path / "a" / "3-again.png")  # a file seen twice
+    os.mkfifo(tmp_path / "a" / "fifo.png")  # reading it would block forever
+    os.symlink("gone.png", tmp_path / "b" / "dangling.png")
+    paths, labels, classes = sources.scan_folder(str(tmp_path))
+    assert classes == ["a", "b"]
+    assert sorted(paths) == ["a/1.png", "a/2.png", "b/3.png"] or sorted(paths) == [
+        "a/1.png", "a/2.png", "a/3-again.png"]
+    assert len({os.path.realpath(tmp_path / p) for p in paths}) == len(paths) == 3
+
+
+def test_a_flat_folder_whose_file_became_a_directory_says_so(tmp_path, capsys):
+    from tfvae import sources
+
+    for index in range(3):
+        write_png(str(tmp_path / f"{index}.png"))
+    os.makedirs(tmp_path / "3.png")
+    with pytest.raises(TfvaeError, match="holds 3 images directly and subfolders"):
+        sources.scan_folder(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["tensorboard", "checkpoints"])
+def test_a_file_where_a_run_keeps_a_folder_is_named(name, tmp_path):
+    from tfvae import rundir
+
+    (tmp_path / name).write_text("mine")
+    with pytest.raises(TfvaeError, match=f"is a file where tfvae keeps the run's {name} folder"):
+        rundir.prepare(str(tmp_path), Config(model="mlp"))
+    assert not os.path.exists(tmp_path / "config.json")
+
+
+def test_a_message_with_a_newline_in_a_path_stays_one_line(capsys):
+    from tfvae.errors import exit_on_error
+
+    def main(argv):
+        raise TfvaeError("cannot read 'a\nb.png'")
+
+    with pytest.raises(SystemExit):
+        exit_on_error(main)([])
+    assert capsys.readouterr().err == "error: cannot read 'a\\nb.png'\n"

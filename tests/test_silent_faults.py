@@ -1,0 +1,148 @@
+"""Fault injection for numbers that would be silently wrong: another model's evaluation, a
+non-finite model saved as good, memory that grows with k (issue #37)."""
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import cli_error, tiny_config, to_argv
+
+from tfvae import checkpoints, evaluate, generate, rundir, steps, train
+
+TINY = tiny_config(hidden_units=(16,), train_size=256, test_size=100, epochs=1,
+                   jit_compile=False)
+SCORING = dict(k=5, subset=20, batch_size=10, chunk=5, seed=0, verbose=0, write=False)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, mnist_dir):
+    """Two runs at the same step, of the same config but for the seed."""
+    runs = []
+    for seed in (0, 1):
+        run_dir = str(tmp_path_factory.mktemp(f"seed{seed}") / "run")
+        train.train_and_evaluate(dataclasses.replace(TINY, seed=seed, data_dir=mnist_dir),
+                                 run_dir, progress=False)
+        runs.append(run_dir)
+    return runs
+
+
+def images_file(run_dir):
+    return os.path.join(run_dir, rundir.EVAL_IMAGES_FILE)
+
+
+def test_another_runs_per_image_file_is_not_taken_for_this_ones(two_runs):
+    first, second = two_runs
+    evaluate.evaluate_run(first, **SCORING)
+    own = evaluate.evaluate_run(second, save_images=False, **SCORING)
+    shutil.copy(images_file(first), images_file(second))
+    assert evaluate.evaluate_run(second, **SCORING)["iwae"] == own["iwae"]
+
+
+def test_overwrite_is_refused_while_an_evaluation_holds_the_run(two_runs, mnist_dir, capsys):
+    first = two_runs[0]
+    with rundir.locked(first, rundir.EVAL_LOCK_FILE, evaluate.EVAL_BUSY):
+        message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", first, "--overwrite",
+                                         *to_argv(TINY)], capsys)
+    assert "evaluation" in message and os.path.isdir(os.path.join(first, "checkpoints"))
+
+
+def truncated(data):
+    return data[:len(data) // 2]
+
+
+def bit_flipped(data):
+    flipped = bytearray(data)
+    flipped[len(data) - 200] ^= 0x10  # inside the rows array, before the zip's directory
+    return bytes(flipped)
+
+
+def random_bytes(data):
+    return np.random.default_rng(0).bytes(len(data))
+
+
+@pytest.mark.parametrize("damage", [truncated, bit_flipped, random_bytes])
+def test_a_damaged_per_image_file_is_rescored_with_a_note(damage, two_runs, capsys):
+    second = two_runs[1]
+    if os.path.exists(images_file(second)):
+        os.remove(images_file(second))
+    clean = evaluate.evaluate_run(second, **SCORING)
+    with open(images_file(second), "rb") as f:
+        data = f.read()
+    with open(images_file(second), "wb") as f:
+        f.write(damage(data))
+    capsys.readouterr()
+    assert evaluate.evaluate_run(second, **SCORING)["iwae"] == clean["iwae"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: ignoring" in err and "pickle" not in err, err
+
+
+DIVERGING = ["--model", "mlp", "--hidden-units", "16", "--train-size", "64", "--test-size",
+             "64", "--epochs", "2", "--learning-rate", "1e4", "--batch-size", "64"]
+
+
+def test_a_diverged_model_is_never_saved_nor_called_good(tmp_path, mnist_dir, capsys):
+    run_dir = str(tmp_path / "run")
+    message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir, *DIVERGING],
+                        capsys)
+    assert "diverged" in message and "no checkpoint was written" in message
+    assert rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints")) == []
+    # Nothing of the failed start is left, so the corrected command is not refused.
+    assert os.listdir(run_dir) == []
+
+
+def test_generate_refuses_non_finite_weights(two_runs, tmp_path, capsys):
+    run_dir = shutil.copytree(two_runs[0], tmp_path / "run")
+    config, model, step, path = rundir.load_run(str(run_dir))
+    model.trainable_variables[0].assign(tf.fill(model.trainable_variables[0].shape, np.nan))
+    checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(step + 1, dtype=tf.int64))
+    checkpoints.manager(str(run_dir), checkpoint).save(checkpoint_number=step + 1)
+    message = cli_error(generate.main, [str(run_dir), "--samples", "4"], capsys)
+    assert "non-finite weights" in message
+    assert not os.path.exists(os.path.join(run_dir, rundir.SAMPLES_FILE))
+
+
+def loop_state_shapes(graph):
+    """The shapes of every loop variable of the While loops in `graph` and its functions."""
+    shapes = []
+    functions = [graph] + [f.graph for f in graph._functions.values()]
+    for function_graph in functions:
+        for op in function_graph.get_operations():
+            if op.type in ("While", "StatelessWhile"):
+                shapes += [(t.dtype, t.shape) for t in op.outputs]
+    return shapes
+
+
+def test_iwae_memory_does_not_grow_with_k(two_runs):
+    config, model, _, _ = rundir.load_run(two_runs[0])
+    args = tf.zeros([3, *config.image_shape]), tf.zeros([3], tf.int32), tf.constant([0, 0],
+                                                                                    tf.int64)
+
+    def loop_state(k):
+        function = steps.make_iwae_function(model, config, k, 50)
+        return loop_state_shapes(function.get_concrete_function(*args).graph)
+
+    huge = loop_state(10**9)
+    assert huge  # the samples are scored in a loop, one chunk at a time
+    # No list that grows as chunks are scored (a TensorList is a variant): every loop
+    # variable is a tensor of a fixed shape, the same whatever k is.
+    assert all(dtype != tf.variant and shape.is_fully_defined() for dtype, shape in huge), huge
+    assert huge == loop_state(500)
+
+
+def test_generate_never_replaces_a_users_file_outside_a_run(two_runs, tmp_path, capsys):
+    (tmp_path / "samples.png").write_text("mine")
+    message = cli_error(generate.main, [two_runs[0], "--samples", "4", "--out",
+                                        str(tmp_path)], capsys)
+    assert "samples.png" in message and (tmp_path / "samples.png").read_text() == "mine"
+
+
+def test_a_run_whose_checkpoints_vanished_is_refused_not_restarted(two_runs, tmp_path,
+                                                                   mnist_dir, capsys):
+    run_dir = str(shutil.copytree(two_runs[0], tmp_path / "run"))
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"))
+    message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir,
+                                     *to_argv(TINY)], capsys)
+    assert "holds no checkpoint" in message and len(rundir.read_metrics(run_dir)) == 1
