@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfvae import data, figures, latent, rundir, sources, viz
+from tfvae import data, figures, latent, pretrained, rundir, sources, viz
 from tfvae.config import ArgumentParser, check_at_least, check_at_most, check_seed
 from tfvae.errors import TfvaeError, exit_on_error
 
@@ -21,7 +21,9 @@ MAX_STEPS = 1000  # frames per segment of a transition GIF
 
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m tfvae.generate", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="the --out directory of a training run, or pretrained:NAME, a "
+                             "run shipped with tfvae (a wrong NAME lists them)")
     parser.add_argument("--samples", type=int, metavar="N",
                         help=f"write samples.png, N samples from the prior (conditional runs: "
                              f"rounded up to whole rows, one column per class; also sets the "
@@ -54,7 +56,8 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None,
                         help="directory of the IDX files (default: the run's if it still "
                              "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    parser.add_argument("--out", help="directory for the files (default: RUN_DIR)")
+    parser.add_argument("--out", help="directory for the files (default: RUN_DIR; needed for "
+                                      "pretrained:NAME)")
     args = parser.parse_args(argv)
     check_at_least("samples", args.samples)
     check_at_most("samples", args.samples, figures.MAX_SAMPLES)
@@ -101,12 +104,13 @@ def transition_indices(indices, test_labels, labelled):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = rundir.load_config(args.run_dir)
+    shipped = pretrained.is_pretrained(args.run_dir)
+    config = (pretrained.load_config if shipped else rundir.load_config)(args.run_dir)
     check_fits_run(args, config)
     seed = config.seed if args.seed is None else args.seed
-    out = args.out or args.run_dir
+    out = pretrained.output_dir(args.run_dir, args.out)
     rundir.ensure_writable(out)
-    model = rundir.load_run(args.run_dir).model
+    model = (pretrained.load_run if shipped else rundir.load_run)(args.run_dir).model
 
     paths = []
     num_classes = config.label_classes
@@ -130,7 +134,11 @@ def main(argv=None):
     if args.manifold:
         paths.append(os.path.join(out, rundir.MANIFOLD_FILE))
         figures.save_manifold(model, paths[-1], args.grid, args.digit or 0, names)
-    if args.reconstruct or args.transition or args.scatter:
+    # A pretrained run's transition walks through digits shipped with it: no data needed.
+    offline = shipped and not (args.reconstruct or args.scatter or args.indices or args.data_dir)
+    if offline and args.transition:
+        test_x, test_labels, reference = pretrained.transition_digits(args.run_dir)
+    elif args.reconstruct or args.transition or args.scatter:
         config = dataclasses.replace(
             config, data_dir=data.usable_data_dir(args.data_dir, config.data_dir))
         test_x, test_labels = sources.load_test_set(config)
@@ -140,8 +148,9 @@ def main(argv=None):
         figures.write_reconstructions(model, paths[-1], test_x[:count], test_labels[:count])
     if args.transition:
         index = transition_indices(args.indices, test_labels, labelled=names is not None)
-        reference = (figures.encode_means(model, test_x, test_labels), test_labels) if names \
-            else None
+        if not offline:
+            reference = (figures.encode_means(model, test_x, test_labels), test_labels) \
+                if names else None
         paths += figures.write_transitions(model, out, test_x[index], test_labels[index], seed,
                                            args.steps, args.interpolation, names, reference)
     if args.scatter:
