@@ -71,8 +71,8 @@ def main(argv=None):
     parser.add_argument("--run-eval-command")
     parser.add_argument("--eval", help="eval.json of pretrained:NAME (the shipped weights)")
     parser.add_argument("--eval-command")
-    parser.add_argument("--check-images", type=int, default=200)
-    parser.add_argument("--check-k", type=int, default=100)
+    parser.add_argument("--check-images", type=int, default=100)
+    parser.add_argument("--check-k", type=int, default=50)
     parser.add_argument("--data-dir", default=os.environ.get("TFVAE_DATA_DIR"))
     args = parser.parse_args(argv)
 
@@ -112,13 +112,16 @@ def main(argv=None):
         record["evaluation"] = eval_numbers(args.eval, args.eval_command)
     write_json(os.path.join(out, pretrained.RECORD_FILE), record)
     with tempfile.TemporaryDirectory() as tmp:
-        check = evaluate.evaluate_run(pretrained.PREFIX + args.name, k=args.check_k,
-                                      subset=args.check_images, data_dir=args.data_dir,
-                                      verbose=0, write=False, save_images=False, out=tmp)
+        check, unrounded = (
+            evaluate.evaluate_run(run_dir, k=args.check_k, subset=args.check_images,
+                                  data_dir=args.data_dir, verbose=0, write=False,
+                                  save_images=False, out=tmp)
+            for run_dir in (pretrained.PREFIX + args.name, args.run_dir))
     record["check"] = {"command": f"tfvae.evaluate.evaluate_run('pretrained:{args.name}', "
                                   f"k={args.check_k}, subset={args.check_images})",
                        **{key: check[key] for key in EVAL_KEYS},
-                       "batch_size": check["batch_size"], "chunk": check["chunk"]}
+                       "batch_size": check["batch_size"], "chunk": check["chunk"],
+                       "float32_weights": {"elbo": unrounded["elbo"], "nll": unrounded["nll"]}}
     write_json(os.path.join(out, pretrained.RECORD_FILE), record)
     print(json.dumps(record, indent=2))
     print({name: os.path.getsize(os.path.join(out, name)) for name in sorted(os.listdir(out))},
