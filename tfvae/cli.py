@@ -203,7 +203,8 @@ def generate_parser(prog="python -m tfvae.generate"):
                             "chosen digit, reconstructions, the manifold, transitions and the "
                             "latent scatter, written into the run directory.",
                             epilog=TF_LOG_NOTE)
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the --out directory of a training run, "
+                        "or pretrained:NAME, a run shipped with tfvae (a wrong NAME lists them)")
     pictures = parser.add_argument_group("pictures")
     pictures.add_argument("--samples", type=int, metavar="N",
                           help=f"write samples.png, N samples from the prior (conditional runs: "
@@ -240,7 +241,8 @@ def generate_parser(prog="python -m tfvae.generate"):
     files.add_argument("--data-dir", default=None,
                        help="directory of the IDX files (default: the run's if it still "
                             "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    files.add_argument("--out", help="directory for the files (default: RUN_DIR)")
+    files.add_argument("--out", help="directory for the files (default: RUN_DIR; needed for "
+                       "pretrained:NAME)")
     return parser
 
 
@@ -269,17 +271,20 @@ def evaluate_parser(prog="python -m tfvae.evaluate"):
                             "ELBO and the importance-weighted bound L_k (Burda et al. 2015), "
                             "written to eval.json in the run directory.", epilog=TF_LOG_NOTE)
     parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="directory of a `python -m tfvae.train` run")
+                        help="directory of a `python -m tfvae.train` run, or pretrained:NAME, "
+                        "a run shipped with tfvae (a wrong NAME lists them)")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--k", type=int, default=5000,
                             help="importance samples per image; 5000 as in Burda et al. (2015)")
     evaluation.add_argument("--subset", type=int, default=None,
                             help="score only the first N test images (default: all)")
     evaluation.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
-    data = parser.add_argument_group("data")
+    data = parser.add_argument_group("data and output")
     data.add_argument("--data-dir", default=None,
                       help="directory of the IDX files (default: the run's if it still exists, "
                       "then $TFVAE_DATA_DIR, then tensorflow-datasets)")
+    data.add_argument("--out", help="directory for eval.json and eval_images.npz (default: "
+                      "RUN_DIR; needed for pretrained:NAME)")
     speed = parser.add_argument_group("performance")
     speed.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
                        help=f"images per compiled call (default: {EVAL_BATCH_SIZE})")

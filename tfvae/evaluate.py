@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import checkpoints, data, losses, rundir, steps
+from tfvae import checkpoints, data, losses, pretrained, rundir, steps
 from tfvae.cli import EVAL_BATCH_SIZE, EVAL_CHUNK, parse_evaluate
 from tfvae.config import check_at_least, check_seed
 from tfvae.errors import TfvaeError, exit_on_error, first_line
@@ -33,11 +33,11 @@ EVAL_BUSY = ("wait for its evaluation to finish (two evaluations of one run woul
 
 def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
                  chunk=DEFAULT_CHUNK, seed=0, data_dir=None, mixed_precision=False, verbose=1,
-                 write=True, save_images=True):
+                 write=True, save_images=True, out=None):
     """Evaluates the newest checkpoint of `run_dir` on the test set and writes eval.json.
 
     Args:
-      run_dir: a directory made by `python -m tfvae.train`.
+      run_dir: a directory made by `python -m tfvae.train`, or `pretrained:NAME`.
       k: importance samples per image for L_k.
       subset: score only the first N test images (default: all of them).
       batch_size: images per compiled call; chunk: samples decoded at once per image.
@@ -50,6 +50,8 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
       save_images: keep the per-image bounds in eval_images.npz after every batch, and go on
         from that file when it holds an unfinished (or finished) evaluation with the same
         checkpoint, k, seed, batch size, chunk, subset and precision.
+      out: the directory for eval.json and eval_images.npz (default: `run_dir`; needed for
+        `pretrained:NAME`).
 
     Returns:
       The dict written to eval.json: per-image means in nats ('elbo', 'reconstruction', 'kl',
@@ -60,11 +62,13 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
                         ("subset", subset)):
         check_at_least(name, value)
     check_seed("seed", seed)
-    config, model, step, checkpoint_path = checkpoints.load_run(run_dir)
+    out = pretrained.output_dir(run_dir, out)
+    load_run = pretrained.load_run if pretrained.is_pretrained(run_dir) else checkpoints.load_run
+    config, model, step, checkpoint_path = load_run(run_dir)
     weights = weights_digest(model)  # before the copy: the weights, not their precision
     if mixed_precision:
         config, model = checkpoints.mixed_precision_copy(config, model)
-    rundir.ensure_writable(run_dir, flag="run directory (eval.json goes there)")
+    rundir.ensure_writable(out, flag="--out (eval.json goes there)")
     # The whole test split, not the run's --test-size: numbers then compare across runs.
     test_x, test_labels = data.load_test_set(dataclasses.replace(
         config, data_dir=data.usable_data_dir(data_dir, config.data_dir), test_size=subset))
@@ -76,9 +80,9 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
     settings = {"weights": weights, "dataset": config.dataset,
                 "images": num_images, "k": k, "seed": seed, "batch_size": batch_size,
                 "chunk": chunk, "mixed_precision": config.mixed_precision}
-    images_path = os.path.join(run_dir, rundir.EVAL_IMAGES_FILE)
+    images_path = os.path.join(out, rundir.EVAL_IMAGES_FILE)
     # A second evaluation of this run would overwrite the file this one goes on from.
-    with (rundir.locked(run_dir, rundir.EVAL_LOCK_FILE, EVAL_BUSY) if save_images
+    with (rundir.locked(out, rundir.EVAL_LOCK_FILE, EVAL_BUSY) if save_images
           else contextlib.nullcontext()):
         rows, seconds = (read_scored_images(images_path, settings) if save_images
                          else (NO_ROWS, 0.0))
@@ -111,7 +115,7 @@ def evaluate_run(run_dir, k=5000, subset=None, batch_size=DEFAULT_BATCH_SIZE,
         "step": step, "seconds": seconds, "images_per_second": num_images / seconds,
     })
     if write:
-        write_json(os.path.join(run_dir, rundir.EVAL_FILE), result)
+        write_json(os.path.join(out, rundir.EVAL_FILE), result)
     return result
 
 
@@ -202,9 +206,9 @@ def main(argv=None, prog="python -m tfvae.evaluate"):
     args = parse_evaluate(argv, prog)
     result = evaluate_run(args.run_dir, k=args.k, subset=args.subset, batch_size=args.batch_size,
                           chunk=args.chunk, seed=args.seed, data_dir=args.data_dir,
-                          mixed_precision=args.mixed_precision, write=False)
+                          mixed_precision=args.mixed_precision, write=False, out=args.out)
     print(summary(result), flush=True)  # first: a failed write must not lose an hour's numbers
-    path = os.path.join(args.run_dir, rundir.EVAL_FILE)
+    path = os.path.join(args.out or args.run_dir, rundir.EVAL_FILE)
     write_json(path, result)
     print(f"wrote {path}")
     return result

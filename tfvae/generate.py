@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfvae import checkpoints, data, figures, rundir, viz
+from tfvae import checkpoints, data, figures, pretrained, rundir, viz
 from tfvae.cli import DEFAULT_SAMPLES, parse_generate
 from tfvae.errors import TfvaeError, exit_on_error
 
@@ -64,13 +64,14 @@ def transition_indices(indices, test_labels, labelled):
 
 def main(argv=None, prog="python -m tfvae.generate"):
     args = parse_generate(argv, prog)
-    config = rundir.load_config(args.run_dir)
+    shipped = pretrained.is_pretrained(args.run_dir)
+    config = (pretrained.load_config if shipped else rundir.load_config)(args.run_dir)
     check_fits_run(args, config)
     seed = config.seed if args.seed is None else args.seed
-    out = args.out or args.run_dir
+    out = pretrained.output_dir(args.run_dir, args.out)
     rundir.ensure_writable(out)
     check_replaces_nothing(args, config, out)
-    model = checkpoints.load_run(args.run_dir).model
+    model = (pretrained.load_run if shipped else checkpoints.load_run)(args.run_dir).model
     if not all(np.isfinite(value).all() for value in model.get_weights()):
         raise TfvaeError(f"the newest checkpoint of {args.run_dir} holds non-finite weights "
                          "(its training diverged), so its pictures would be blank: retrain "
@@ -98,7 +99,11 @@ def main(argv=None, prog="python -m tfvae.generate"):
     if args.manifold:
         paths.append(os.path.join(out, rundir.MANIFOLD_FILE))
         figures.save_manifold(model, paths[-1], args.grid, args.digit or 0, names)
-    if args.reconstruct or args.transition or args.scatter:
+    # A pretrained run's transition walks through digits shipped with it: no data needed.
+    offline = shipped and not (args.reconstruct or args.scatter or args.indices or args.data_dir)
+    if offline and args.transition:
+        test_x, test_labels, reference = pretrained.transition_digits(args.run_dir)
+    elif args.reconstruct or args.transition or args.scatter:
         config = dataclasses.replace(
             config, data_dir=data.usable_data_dir(args.data_dir, config.data_dir))
         test_x, test_labels = data.load_test_set(config)
@@ -108,8 +113,9 @@ def main(argv=None, prog="python -m tfvae.generate"):
         figures.write_reconstructions(model, paths[-1], test_x[:count], test_labels[:count])
     if args.transition:
         index = transition_indices(args.indices, test_labels, labelled=names is not None)
-        reference = (figures.encode_means(model, test_x, test_labels), test_labels) if names \
-            else None
+        if not offline:
+            reference = (figures.encode_means(model, test_x, test_labels), test_labels) \
+                if names else None
         paths += figures.write_transitions(model, out, test_x[index], test_labels[index], seed,
                                            args.steps, args.interpolation, names, reference)
     if args.scatter:
