@@ -124,9 +124,8 @@ def flags_markdown(command):
             continue
         rows = []
         for action in actions:
-            names = ", ".join(f"`{name}`" for name in action.option_strings) or f"`{action.metavar or action.dest}`"
-            if isinstance(action, argparse.BooleanOptionalAction):
-                names = f"`{action.option_strings[0]}`, `{action.option_strings[1]}`"
+            names = (", ".join(f"`{name}`" for name in action.option_strings)
+                     or f"`{action.metavar or action.dest}`")  # a positional: RUN_DIR
             help_text = (action.help or "") % {"default": action.default, "prog": parser.prog}
             rows.append((names, _flag_values(action), help_text))
         title = group.title[0].upper() + group.title[1:]
