@@ -48,20 +48,42 @@ def _machine(results, row):
     return f"{results['machines'][row['machine']]['name']}, {row['date']}"
 
 
+def _host(results, row):
+    return f"host {row['machine'].upper()}, {row['date']}"
+
+
+def _shell_lines(command, width=88):
+    """A long command as shell lines joined by backslashes, each at most about `width` long."""
+    lines, line = [], ""
+    for word in re.split(r" (?=--)", command.strip()):
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return " \\\n".join(lines + [line])
+
+
 def recipes_table(results, readme=False):
     """The recipes' test NLL, ELBO and times; the README's short form keeps the named recipes."""
+    recipes = results["recipes"]
     if readme:
         rows = [(f"`{r['recipe']}`", r["nll"], r["train_time"], _machine(results, r),
                  f"`{r['command']}`")
-                for r in results["recipes"] if r.get("recipe")]
+                for r in recipes if r.get("recipe")]
         return _table(["recipe", "test NLL, nats", "training", "CPU, date", "command"], rows)
-    rows = [(f"**{r['recipe']}**: " if r.get("recipe") else "") + r["what"] for r in
-            results["recipes"]]
-    rows = [(what, r["nll"], r["elbo"], r["train_time"], r.get("eval_time", ""),
-             _machine(results, r), f"`{r['run']}`")
-            for what, r in zip(rows, results["recipes"])]
-    return _table(["recipe", "test NLL, nats (k = 5000)", "test ELBO", "training",
-                   "evaluation", "CPU, date", "command that made it"], rows)
+    rows = [(f"{number}. " + (f"**{r['recipe']}**: " if r.get("recipe") else "") + r["what"],
+             r["nll"], r["elbo"], r["train_time"], r.get("eval_time", ""), _host(results, r))
+            for number, r in enumerate(recipes, 1)]
+    table = _table(["recipe", "test NLL, nats (k = 5000)", "test ELBO", "training",
+                    "evaluation", "host, date"], rows)
+    commands = []
+    for number, r in enumerate(recipes, 1):
+        today = f" (today `{r['command']}`)" if r.get("command") else ""
+        commands.append(f"{number}.{today}\n\n    ```bash\n    "
+                        + _shell_lines(r["run"]).replace("\n", "\n    ") + "\n    ```")
+    return (table + "\n\nThe commands that made them, as tfvae 0.1.0 spelled them:\n\n"
+            + "\n".join(commands))
 
 
 def machines_table(results):
@@ -105,29 +127,34 @@ def command_parser(command):
 
 def _flag_values(action):
     if action.choices:
-        return " \\| ".join(f"`{choice}`" for choice in action.choices)
+        return ", ".join(f"`{choice}`" for choice in action.choices)
     if action.nargs == 0:
         return ""
-    metavar = action.metavar or action.dest.upper()
+    metavar = action.metavar or {int: "N", float: "X"}.get(action.type, "TEXT")
     if isinstance(metavar, tuple):
         return " ".join(metavar)
     return f"{metavar} ..." if action.nargs in ("+", "*") else metavar
 
 
+def _flag_names(action):
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return f"`--[no-]{action.option_strings[0][2:]}`"
+    if action.option_strings:
+        return ", ".join(f"`{name}`" for name in action.option_strings)
+    return f"`{action.metavar or action.dest}`"  # a positional argument, such as RUN_DIR
+
+
 def flags_markdown(command):
     """Every flag of one command, a table per --help group, in --help's order."""
     parser = command_parser(command)
-    parts = [f"```text\n{parser.format_usage().strip()}\n```"]
+    parts = []
     for group in parser._action_groups:
         actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
         if not actions:
             continue
-        rows = []
-        for action in actions:
-            names = (", ".join(f"`{name}`" for name in action.option_strings)
-                     or f"`{action.metavar or action.dest}`")  # a positional: RUN_DIR
-            help_text = (action.help or "") % {"default": action.default, "prog": parser.prog}
-            rows.append((names, _flag_values(action), help_text))
+        rows = [(_flag_names(action), _flag_values(action),
+                 (action.help or "") % {"default": action.default, "prog": parser.prog})
+                for action in actions]
         title = group.title[0].upper() + group.title[1:]
         parts.append(f"### {title}\n\n" + _table(["flag", "takes", "what it does"], rows))
     return "\n\n".join(parts)
