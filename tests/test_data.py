@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from helpers import write_idx
 
-from tfvae import data, mnist
-from tfvae.config import MNIST_SHAPE
+from tfvae import data, mnist, pixels
+from tfvae.config import MNIST_SHAPE, Config
 from tfvae.errors import DataError
 
 
@@ -218,3 +218,12 @@ def test_published_checksums_match_the_real_files(mnist_dir):
             with open(os.path.join(mnist_dir, name), "rb") as f:
                 assert hashlib.sha256(f.read()).hexdigest() in mnist.PUBLISHED_SHA256["mnist"]
     assert mnist.load("mnist", "test", mnist_dir)[0].shape == (10000, 28, 28)
+
+
+def test_a_configs_test_set_is_binarized_as_auto_resolves(mnist_dir):
+    """Config() leaves --binarize at 'auto', which MNIST resolves to the tutorial's binary
+    pixels: the test set must come back binary, not as raw intensities."""
+    x, _ = data.load_test_set(Config(test_size=50, data_dir=mnist_dir))
+    assert set(np.unique(x)) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="not 'auto'"):
+        pixels.binarize(tf.zeros([2]), "auto")

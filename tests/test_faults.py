@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import cli_error, tiny_config, to_argv, write_idx
 
-from tfvae import evaluate, generate, mnist, rundir, train
+from tfvae import checkpoints, evaluate, generate, mnist, rundir, train
 from tfvae.files import TEMP_PREFIX, atomic_path
 
 TINY = tiny_config(train_size=256, test_size=100, epochs=2, hidden_units=(16,), steps_per_call=2)
@@ -219,13 +219,13 @@ def test_damaged_metrics_are_repaired_on_resume(damage, trained, tmp_path, mnist
 def test_a_damaged_newest_checkpoint_falls_back_to_an_older_one(damage, trained, tmp_path,
                                                                 mnist_dir, capsys):
     run_dir = copy_of(trained, tmp_path)
-    checkpoints = tmp_path / "run" / "checkpoints"
-    assert rundir.checkpoint_steps(str(checkpoints)) == [4, 8]
+    checkpoint_dir = tmp_path / "run" / "checkpoints"
+    assert rundir.checkpoint_steps(str(checkpoint_dir)) == [4, 8]
     if damage == "truncated-data":
-        data_file = checkpoints / "ckpt-8.data-00000-of-00001"
+        data_file = checkpoint_dir / "ckpt-8.data-00000-of-00001"
         data_file.write_bytes(data_file.read_bytes()[:1000])
     else:
-        (checkpoints / "ckpt-8.index").unlink()
+        (checkpoint_dir / "ckpt-8.index").unlink()
     record, err = resume(run_dir, mnist_dir, capsys, epochs=2)
     assert record["epoch"] == 2 and record["step"] == 8  # epoch 2 retrained from step 4
     if damage == "truncated-data":

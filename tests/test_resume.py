@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error, tiny_config, to_argv
 
-from tfvae import rundir, train
+from tfvae import checkpoints, rundir, train
 from tfvae.config import Config
 
 TINY = to_argv(tiny_config(train_size=2048, test_size=300, epochs=3, hidden_units=(64,),
@@ -20,7 +20,7 @@ TINY = to_argv(tiny_config(train_size=2048, test_size=300, epochs=3, hidden_unit
 
 
 def final_weights(workdir):
-    run = rundir.load_run(workdir)
+    run = checkpoints.load_run(workdir)
     return [w.numpy() for w in run.model.weights], run.checkpoint
 
 

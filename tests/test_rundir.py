@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error
 
-from tfvae import generate, rundir, train
+from tfvae import checkpoints, generate, rundir, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -20,7 +20,7 @@ OLD_RUN = os.path.join(os.path.dirname(__file__), "fixtures", "run_0.1.0")
 def test_load_run_restores_the_saved_weights(run):
     run_dir, saved = run
     keras.utils.set_random_seed(123)  # a fresh model would start from other weights
-    loaded = rundir.load_run(run_dir).model
+    loaded = checkpoints.load_run(run_dir).model
     z = tf.random.stateless_normal([4, 2], seed=[1, 2])
     np.testing.assert_allclose(loaded.decode(z), saved.decode(z), atol=1e-6)
 
@@ -34,7 +34,7 @@ def test_load_run_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_a_run_written_by_tfvae_0_1_0_loads_resumes_and_draws(tmp_path, mnist_dir, capsys):
     run_dir = str(tmp_path / "old")
     shutil.copytree(OLD_RUN, run_dir)
-    old = rundir.load_run(run_dir)
+    old = checkpoints.load_run(run_dir)
     assert old.step == 8 and old.config.hidden_units == (8,)
     before = [w.numpy() for w in old.model.weights]
     record = train.main(["--out", run_dir, "--data-dir", mnist_dir, "--model", "mlp",
@@ -44,7 +44,7 @@ def test_a_run_written_by_tfvae_0_1_0_loads_resumes_and_draws(tmp_path, mnist_di
     assert "resuming" in capsys.readouterr().out
     assert record["epoch"] == 3 and record["step"] == 12
     assert [r["epoch"] for r in rundir.read_metrics(run_dir)] == [1, 2, 3]
-    resumed = rundir.load_run(run_dir)
+    resumed = checkpoints.load_run(run_dir)
     assert resumed.step == 12
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, resumed.model.weights))
     paths = generate.main([run_dir, "--samples", "4", "--manifold", "--transition", "--scatter",

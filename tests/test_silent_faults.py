@@ -95,7 +95,7 @@ def test_a_diverged_model_is_never_saved_nor_called_good(tmp_path, mnist_dir, ca
 
 def test_generate_refuses_non_finite_weights(two_runs, tmp_path, capsys):
     run_dir = shutil.copytree(two_runs[0], tmp_path / "run")
-    config, model, step, path = rundir.load_run(str(run_dir))
+    config, model, step, path = checkpoints.load_run(str(run_dir))
     model.trainable_variables[0].assign(tf.fill(model.trainable_variables[0].shape, np.nan))
     checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(step + 1, dtype=tf.int64))
     checkpoints.manager(str(run_dir), checkpoint).save(checkpoint_number=step + 1)
@@ -116,7 +116,7 @@ def loop_state_shapes(graph):
 
 
 def test_iwae_memory_does_not_grow_with_k(two_runs):
-    config, model, _, _ = rundir.load_run(two_runs[0])
+    config, model, _, _ = checkpoints.load_run(two_runs[0])
     args = tf.zeros([3, *config.image_shape]), tf.zeros([3], tf.int32), tf.constant([0, 0],
                                                                                     tf.int64)
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from helpers import cli_error, resize, run_program, tint, tiny_config
 
-from tfvae import catalog, data, rundir, sources, train
+from tfvae import catalog, checkpoints, data, rundir, sources, train
 from tfvae.config import Config
 from tfvae.errors import DataError
 
@@ -311,7 +311,7 @@ def test_a_streamed_folder_trains_and_resumes_to_the_in_memory_weights(class_fol
     streamed = train.train_and_evaluate(config, str(tmp_path / "streamed"))  # resumes
     assert streamed["step"] == in_memory["step"] > 0
     assert streamed["test_elbo"] == in_memory["test_elbo"]
-    weights = [rundir.load_run(str(tmp_path / name)).model.weights
+    weights = [checkpoints.load_run(str(tmp_path / name)).model.weights
                for name in ("memory", "streamed")]
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import tiny_config, to_argv
 
-from tfvae import data, rundir, steps, train
+from tfvae import checkpoints, data, rundir, steps, train
 from tfvae.config import Config
 
 SMALL = tiny_config(model="conv", train_size=6400, test_size=1000, epochs=3, steps_per_call=25,
@@ -60,7 +60,7 @@ def test_outputs_exist_and_are_valid(conv_run):
 
 
 def test_checkpoint_reproduces_the_logged_test_elbo(conv_run, mnist_dir):
-    config, model, _, latest = rundir.load_run(conv_run)
+    config, model, _, latest = checkpoints.load_run(conv_run)
     assert latest.endswith("-300")
     test_x, test_labels = train.load_datasets(config)[2]
     batches = data.eval_batches(test_x, test_labels, batch_size=config.eval_batch_size,

@@ -118,8 +118,8 @@ def load_test_set(config):
 
     Any source: MNIST-likes, tensorflow-datasets image sets, folders.
     """
-    _, loaded = sources.load(config, splits=("test",))
-    return test_set(*loaded["test"], config.binarize)
+    resolved, loaded = sources.load(config, splits=("test",))
+    return test_set(*loaded["test"], resolved.binarize)
 
 
 def eval_batches(x, labels, *, batch_size, noise_shape):

@@ -23,7 +23,10 @@ def binarize(intensities, method, seed=None):
         return tf.cast(uniform < intensities, tf.float32)
     if method == "static":
         return tf.cast(intensities > 0.5, tf.float32)
-    return intensities
+    if method == "none":
+        return intensities
+    raise ValueError(f"binarize takes 'dynamic', 'static' or 'none', not {method!r} (a Config's "
+                     "'auto' is decided by Config.resolved)")
 
 
 def held_out_targets(intensities, method):

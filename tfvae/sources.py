@@ -58,6 +58,7 @@ def load(config, splits=("train", "test")):
     Train and test keep their first --train-size / --test-size images when given. Raises
     DataError (one line) for data that cannot be read, and for --conditional on unlabelled data.
     """
+    config = config.resolved()  # 'auto' binarization and likelihood decided before reading
     if config.dataset in MNIST_LIKE:
         resolved, loaded = _load_mnist_like(config, splits)
     elif names_folder(config.dataset):
