@@ -137,10 +137,12 @@ def test_single_sample_elbo_terms_by_hand():
 
 def test_flow_needs_the_monte_carlo_kl(capsys):
     with pytest.raises(TfvaeError, match="add --kl mc"):
-        Config(posterior_flow_steps=2)
+        Config(posterior_flow_steps=2, kl="analytic")
+    assert Config(posterior_flow_steps=2).resolved().kl == "mc"
     with pytest.raises(TfvaeError, match="--posterior-flow-steps must be 0 or more"):
         Config(posterior_flow_steps=-1, kl="mc")
-    assert "add --kl mc" in cli_error(train.main, ["--posterior-flow-steps", "2"], capsys)
+    assert "add --kl mc" in cli_error(train.main, ["--posterior-flow-steps", "2", "--kl",
+                                                   "analytic"], capsys)
 
 
 def test_a_flow_model_trains_evaluates_and_saves(tmp_path, mnist_dir):

@@ -164,7 +164,8 @@ def test_prior_samples_follow_the_prior_density():
 
 def test_two_layers_need_a_lower_layer_and_the_monte_carlo_kl(capsys):
     with pytest.raises(TfvaeError, match="add --kl mc"):
-        Config(top_latent_dim=2)
+        Config(top_latent_dim=2, kl="analytic")
+    assert Config(top_latent_dim=2).resolved().kl == "mc"
     with pytest.raises(TfvaeError, match="leaves no units"):
         Config(top_latent_dim=20, kl="mc")
     with pytest.raises(TfvaeError, match="--top-latent-dim must be 0 or more"):

@@ -151,7 +151,7 @@ def test_conv_output_has_the_input_shape(image_shape, conv_filters):
 
 def test_mlp_flattens_colour_images():
     model = build_model(Config(model="mlp", latent_dim=4, hidden_units=(32,), dataset="cifar10",
-                               image_size=(32, 32), channels=3))
+                               image_size=(32, 32), channels=3, likelihood="bernoulli"))
     assert model.encoder.layers[0].kernel.shape == (32 * 32 * 3, 32)
     logits, _, _ = model(tf.random.uniform([3, 32, 32, 3], seed=4))
     assert logits.shape == (3, 32, 32, 3)

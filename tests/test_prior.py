@@ -127,7 +127,7 @@ def test_l1_under_the_vamp_prior_is_the_single_sample_elbo_and_lk_is_above(vamp_
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"prior_components": 10}, "add --kl mc"),
+    ({"prior_components": 10, "kl": "analytic"}, "add --kl mc"),
     ({"prior_components": 10, "kl": "mc", "conditional": True}, "unconditional models"),
     ({"prior_components": -1}, "--prior-components must be 0 or more"),
     ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, cosine"),
