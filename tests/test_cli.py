@@ -31,7 +31,9 @@ TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl|
 
 def python(*args, env=None, cwd=ROOT):
     """Runs a fresh Python on this checkout of tfvae; returns the CompletedProcess."""
-    inherited = {k: v for k, v in os.environ.items() if k != "TFVAE_TF_LOG"}
+    # As a user starts it: `import tfvae` in this process set TF_CPP_MIN_LOG_LEVEL.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("TFVAE_TF_LOG", "TF_CPP_MIN_LOG_LEVEL")}
     env = {**inherited, "PYTHONPATH": ROOT, **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=600)
