@@ -13,7 +13,7 @@ from helpers import cli_error, tiny_config, to_argv
 from setuptools.config.setupcfg import read_configuration
 
 import tfvae
-from tfvae import cli, latent, rundir, train
+from tfvae import cli, latent, recipes, rundir, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -54,12 +54,12 @@ def imported_modules(stderr):
 
 
 def test_every_recipe_is_a_valid_config_with_a_one_line_description():
-    names = cli.recipe_names()
+    names = recipes.names()
     assert {"tutorial", "mlp-400-20", "best"} <= set(names)
     for name in names:
-        description, values = cli.read_recipe(name)
+        description, values = recipes.read(name)
         assert description and "\n" not in description
-        config = cli.recipe_config(name).resolved()
+        config = recipes.config(name).resolved()
         assert config == config.resolved() and "auto" not in (config.binarize, config.kl)
 
 
@@ -115,7 +115,7 @@ def test_recipe_list_prints_each_name_with_one_line(capsys):
         cli.parse_train(["--recipe", "list"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == cli.recipe_names()
+    assert [line.split()[0] for line in lines] == recipes.names()
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
 
 
@@ -123,7 +123,7 @@ def test_recipes_ship_in_the_package():
     setup = configparser.ConfigParser()
     setup.read(os.path.join(ROOT, "setup.cfg"))
     assert setup["options.package_data"]["tfvae"].strip() == "recipes/*.json"
-    assert os.path.dirname(cli.RECIPES_DIR) == os.path.dirname(tfvae.__file__)
+    assert recipes.DIRECTORY == os.path.join(os.path.dirname(tfvae.__file__), "recipes")
 
 
 # --- --help
