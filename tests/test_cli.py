@@ -13,7 +13,7 @@ from helpers import cli_error, tiny_config, to_argv
 from setuptools.config.setupcfg import read_configuration
 
 import tfvae
-from tfvae import cli, latent, rundir, train
+from tfvae import cli, latent, recipes, rundir, train
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -31,7 +31,9 @@ TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl|
 
 def python(*args, env=None, cwd=ROOT):
     """Runs a fresh Python on this checkout of tfvae; returns the CompletedProcess."""
-    inherited = {k: v for k, v in os.environ.items() if k != "TFVAE_TF_LOG"}
+    # As a user starts it: `import tfvae` in this process set TF_CPP_MIN_LOG_LEVEL.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("TFVAE_TF_LOG", "TF_CPP_MIN_LOG_LEVEL")}
     env = {**inherited, "PYTHONPATH": ROOT, **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=600)
@@ -52,12 +54,12 @@ def imported_modules(stderr):
 
 
 def test_every_recipe_is_a_valid_config_with_a_one_line_description():
-    names = cli.recipe_names()
+    names = recipes.names()
     assert {"tutorial", "mlp-400-20", "best"} <= set(names)
     for name in names:
-        description, values = cli.read_recipe(name)
+        description, values = recipes.read(name)
         assert description and "\n" not in description
-        config = cli.recipe_config(name).resolved()
+        config = recipes.config(name).resolved()
         assert config == config.resolved() and "auto" not in (config.binarize, config.kl)
 
 
@@ -113,7 +115,7 @@ def test_recipe_list_prints_each_name_with_one_line(capsys):
         cli.parse_train(["--recipe", "list"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == cli.recipe_names()
+    assert [line.split()[0] for line in lines] == recipes.names()
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
 
 
@@ -121,7 +123,7 @@ def test_recipes_ship_in_the_package():
     setup = configparser.ConfigParser()
     setup.read(os.path.join(ROOT, "setup.cfg"))
     assert "recipes/*.json" in setup["options.package_data"]["tfvae"].split()
-    assert os.path.dirname(cli.RECIPES_DIR) == os.path.dirname(tfvae.__file__)
+    assert recipes.DIRECTORY == os.path.join(os.path.dirname(tfvae.__file__), "recipes")
 
 
 # --- --help

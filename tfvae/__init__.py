@@ -44,7 +44,7 @@ elif _command is None:
     # keras-hub's convention: `import tfvae` registers tfvae's classes, so that
     # keras.models.load_model finds them.
     quiet.import_tensorflow()
-    from tfvae import models  # noqa: E402, F401
+    from tfvae import models  # noqa: F401
 
 
 def __getattr__(name):

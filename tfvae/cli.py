@@ -9,11 +9,10 @@ import dataclasses
 import functools
 import importlib
 import json
-import os
 import sys
 import typing
 
-from tfvae import quiet
+from tfvae import quiet, recipes
 from tfvae.config import (
     CHOICES,
     TUPLE_KEYS,
@@ -43,7 +42,6 @@ INTERPOLATIONS = ("linear", "slerp")  # tfvae.latent.INTERPOLATIONS's names
 EVAL_BATCH_SIZE = 100
 EVAL_CHUNK = 50
 
-RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 TF_LOG_NOTE = ("TensorFlow's own log lines are hidden; set TFVAE_TF_LOG=1 to see them.")
 
 # python -m tfvae.train --help lists the Config's flags in these groups, in this order: the
@@ -123,27 +121,6 @@ def config_from_args(args, base=None):
     return dataclasses.replace(base, **overrides)
 
 
-def recipe_names():
-    """The names of the recipes shipped in tfvae/recipes, sorted."""
-    return sorted(name[:-len(".json")] for name in os.listdir(RECIPES_DIR)
-                  if name.endswith(".json"))
-
-
-def read_recipe(name):
-    """(description, config values) of the recipe `name`: a partial config."""
-    if name not in recipe_names():
-        raise TfvaeError(f"--recipe must be one of {', '.join(recipe_names())} (or list), "
-                         f"not {name!r}")
-    with open(os.path.join(RECIPES_DIR, f"{name}.json"), encoding="utf-8") as f:
-        recipe = json.load(f)
-    return recipe["description"], recipe["config"]
-
-
-def recipe_config(name):
-    """The Config of the recipe `name` (unresolved: its "auto" values stay)."""
-    return config_from_dict(read_recipe(name)[1])
-
-
 def config_file(path):
     """The Config saved in a JSON file such as a run's config.json (--config FILE)."""
     try:
@@ -168,7 +145,7 @@ def train_parser(prog="python -m tfvae.train"):
     start = run.add_mutually_exclusive_group()
     start.add_argument("--recipe", metavar="NAME",
                        help="start from a named recipe (flags given override it); --recipe "
-                       "list prints them: " + ", ".join(recipe_names()))
+                       "list prints them: " + ", ".join(recipes.names()))
     start.add_argument("--config", metavar="FILE",
                        help="start from a config.json (any run's; flags given override it)")
     run.add_argument("--out", help="run directory (default: runs/DATASET-MODEL-zLATENT)")
@@ -185,13 +162,13 @@ def parse_train(argv=None, prog="python -m tfvae.train"):
     """
     args = train_parser(prog).parse_args(argv)
     if args.recipe == "list":
-        width = max(map(len, recipe_names()))
-        for name in recipe_names():
-            print(f"{name:<{width}}  {read_recipe(name)[0]}")
+        width = max(map(len, recipes.names()))
+        for name in recipes.names():
+            print(f"{name:<{width}}  {recipes.read(name)[0]}")
         sys.exit(0)
     base = None
     if args.recipe is not None:
-        base = recipe_config(args.recipe)
+        base = recipes.config(args.recipe)
     elif args.config is not None:
         base = config_file(args.config)
     return config_from_args(args, base), args

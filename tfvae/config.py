@@ -233,7 +233,7 @@ class Config:
             raise TfvaeError("a flow posterior's KL has no closed form: add --kl mc")
         if self.top_latent_dim and self.kl == "analytic":
             raise TfvaeError("a two-layer model's KL has no closed form: add --kl mc")
-        if self.binarize == "none" and self.likelihood in ("bernoulli", "autoregressive"):
+        if self.binarize == "none" and self.likelihood in BINARY_LIKELIHOODS:
             raise TfvaeError("--binarize none keeps intensities in [0, 1], which a Bernoulli "
                              "likelihood cannot score: add --likelihood logistic or gaussian")
         if self.likelihood == "logistic" and self.binarize in ("dynamic", "static"):
