@@ -1,5 +1,6 @@
 """Every notebook runs end to end on real MNIST with shortened parameters (so none can drift)."""
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -9,6 +10,10 @@ import sys
 import nbclient
 import nbformat
 import pytest
+
+from tfvae import notebook as course
+from tfvae import rundir
+from tfvae.config import Config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.ipynb"))
@@ -150,3 +155,21 @@ def test_inside_a_notebook_tfvae_errors_show_as_one_line(tmp_path):
     assert outputs[0]["text"].startswith("error: data directory nowhere (relative to ")
     assert outputs[0]["text"].count("\n") == 1
     assert "leave TFVAE_DATA_DIR unset to use tensorflow-datasets" in outputs[0]["text"]
+
+
+def test_a_finished_run_is_reused_when_its_stored_config_is_the_notebooks(tmp_path, mnist_dir,
+                                                                          capsys):
+    config = Config(model="mlp", latent_dim=2, hidden_units=(16,), epochs=1, train_size=256,
+                    test_size=100, data_dir=mnist_dir)
+    run_dir = str(tmp_path / "run")
+    first = course.trained_run(config, run_dir, "02")
+    stored = rundir.load_config(run_dir)
+    assert stored != config, "training fills in the data's shape: the plain == never matches"
+    assert course.same_config(stored, config)
+    capsys.readouterr()
+    # Notebook 04 builds the same config; where the data comes from does not change the run.
+    again = course.trained_run(dataclasses.replace(config, data_dir=None), run_dir, "04")
+    assert capsys.readouterr().out.splitlines() == [
+        f"reusing {run_dir} (trained by notebook 02): same config"]
+    assert again.record == first.record
+    assert not course.same_config(stored, dataclasses.replace(config, latent_dim=3))
