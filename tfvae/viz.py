@@ -62,7 +62,7 @@ def save_png(path, array):
         imageio.imwrite(tmp, array, format="png")
 
 
-def save_grid(path, images, rows, scale=2):
+def save_grid(path, images, rows, scale=3):
     """Writes images [N, H, W(, C)] in [0, 1] as a PNG grid of `rows` rows."""
     save_png(path, upscale(image_grid(images, rows), scale))
 
@@ -77,7 +77,7 @@ def reconstruction_grid(originals, reconstructions):
     return image_grid(np.concatenate(rows) / 255.0, rows=len(rows))
 
 
-def save_reconstructions(path, originals, reconstructions, scale=2):
+def save_reconstructions(path, originals, reconstructions, scale=3):
     """Writes originals (top row of each pair) above their reconstructions."""
     save_png(path, upscale(reconstruction_grid(originals, reconstructions), scale))
 
@@ -117,7 +117,7 @@ def animation_frames(images, scale=4, padding=2, levels=64):
     return np.stack([upscale(tile, scale) for tile in to_uint8(images)])
 
 
-def caption_frames(frames, captions, font_size=12):
+def caption_frames(frames, captions, font_size=16):
     """Adds a white strip with one caption (it may hold newlines) under each uint8 frame
     [H, W(, 3)].
 
@@ -200,7 +200,8 @@ def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, tit
     cols = -(-len(images) // rows)
     row_step = (canvas.shape[0] - 2) / rows  # tile plus padding
     col_step = (canvas.shape[1] - 2) / cols
-    figure = Figure(figsize=(0.65 * cols * col_step / row_step, 0.65 * rows), dpi=100)
+    inches = 0.9  # per tile: a 28-pixel digit at about 3x
+    figure = Figure(figsize=(inches * cols * col_step / row_step, inches * rows), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
