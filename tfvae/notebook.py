@@ -102,7 +102,7 @@ def same_config(stored, wanted):
     from tfvae import rundir
 
     def as_trained(config):
-        return dataclasses.replace(rundir.with_data_shape(config), data_dir=None)
+        return dataclasses.replace(rundir.with_data_shape(config.resolved()), data_dir=None)
 
     return as_trained(stored) == as_trained(wanted)
 
@@ -119,7 +119,7 @@ def trained_run(config, run_dir, notebook):
       TrainedRun(path, config, model, record): the stored config, the model with its last
       checkpoint, and the last epoch's metrics.
     """
-    from tfvae import files, rundir
+    from tfvae import checkpoints, files, rundir
     from tfvae.train import train_and_evaluate
 
     stored = _stored_config(run_dir)
@@ -132,7 +132,7 @@ def trained_run(config, run_dir, notebook):
         print(f"{verb} {run_dir}: {config.epochs} epochs, a line per epoch")
         train_and_evaluate(config, run_dir, overwrite=not matches, progress=False)
         files.write_json(os.path.join(run_dir, COURSE_FILE), {"notebook": notebook})
-    run = rundir.load_run(run_dir)
+    run = checkpoints.load_run(run_dir)
     return TrainedRun(run_dir, run.config, run.model, rundir.read_metrics(run_dir)[-1])
 
 
