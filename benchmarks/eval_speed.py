@@ -31,6 +31,7 @@ import tensorflow as tf
 from benchmarks import flops
 from tfvae import checkpoints, data, evaluate, models, steps
 from tfvae.config import Config
+from tfvae.models import layers
 
 
 def seconds_per_call(function, args, seconds):
@@ -56,28 +57,6 @@ def as_one_matmul(layer, h):
     return tf.reshape(h, [-1, kernel.shape[0]]), kernel
 
 
-def keras_twin(layer):
-    """Keras's own Conv2DTranspose with the config (and weights, once built) of tfvae's
-    `layer`: the logits layer as tfvae computed it before it had its own."""
-    twin = keras.layers.Conv2DTranspose.from_config(layer.get_config())
-    if layer.built:
-        twin.build(layer.input.shape)
-        twin.set_weights(layer.get_weights())
-    return twin
-
-
-def with_keras_logits_layer(model):
-    """A model with `model`'s weights whose logits layer is Keras's Conv2DTranspose: the
-    IWAE step before tfvae had its own layer."""
-    copy = type(model).from_config(model.get_config())
-    copy.decoder = keras.Sequential(
-        [keras_twin(layer) if isinstance(layer, models.Conv2DTranspose) else layer
-         for layer in copy.decoder.layers], name="decoder")
-    copy.build((None, *model.image_shape))
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def layer_breakdown(model, x, num_latents, seconds):
     """Rows (name, microseconds per decoded sample, MACs per sample, microseconds of the same
     MACs as one matmul or None) for each decoder layer on `num_latents` latents, then the
@@ -92,7 +71,7 @@ def layer_breakdown(model, x, num_latents, seconds):
         macs = flops.layer_macs(layer, (1, *h.shape[1:]), (1, *out.shape[1:]))
         timings = [(call, (h,))] + ([(matmul, as_one_matmul(layer, h))] if macs else [])
         if isinstance(layer, models.Conv2DTranspose):
-            timings.append((tf.function(keras_twin(layer).__call__), (h,)))
+            timings.append((tf.function(layers.keras_twin(layer).__call__), (h,)))
         best = [float("inf")] * len(timings)
         for _ in range(2):
             for i, (function, args) in enumerate(timings):
@@ -165,7 +144,8 @@ def main(argv=None):
     chunks = sorted({max(1, min(k, size // len(x))) for size in (500, default_latents, 10000)})
     default = " (tfvae.evaluate's default)"
     variants = [(f"before: float32, Keras's Conv2DTranspose logits, {len(x) * default_chunk} "
-                 "latents per decode", with_keras_logits_layer(model), config, default_chunk)]
+                 "latents per decode", layers.with_keras_logits_layer(model), config,
+                 default_chunk)]
     variants += [(f"float32, {len(x) * chunk} latents per decode"
                   + default * (chunk == default_chunk), model, config, chunk) for chunk in chunks]
     variants.append((f"mixed bfloat16, {len(x) * default_chunk} latents per decode",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import checkpoints, models, rundir, train
+from tfvae import checkpoints, rundir, train
 from tfvae.config import Config
 from tfvae.errors import exit_on_error
 
@@ -152,40 +152,3 @@ def ppca(seed=0, observed=5, latent=2, scale=0.5):
     post_mean = centred @ weights / m
     post_logvar = np.broadcast_to(np.log(scale**2 / m), post_mean.shape)
     return weights, bias, scale, x, log_px, post_mean, post_logvar
-
-
-def masked_coupling_flow(flow, z, context):
-    """Real NVP as written in the paper (Dinh et al.), for z [N, D] and context [N, C]: each
-    step runs its Dense pair on [z * mask, context] and moves the unmasked half by its outputs.
-    The oracle of CouplingFlow, which computes the same map another way (as
-    benchmarks/flow_speed.py times)."""
-    first_half = (np.arange(flow.latent_dim) < flow.latent_dim // 2).astype("float32")
-    log_det = tf.zeros_like(z[:, 0])
-    for t in range(flow.steps):
-        mask = first_half if t % 2 == 0 else 1.0 - first_half
-        net = getattr(flow, f"coupling_{t}")
-        shift, raw_scale = tf.split(net(tf.concat([z * mask, context], -1)), 2, axis=-1)
-        log_scale = (1.0 - mask) * tf.tanh(raw_scale)
-        z = z * mask + (1.0 - mask) * (z * tf.exp(log_scale) + shift)
-        log_det += tf.reduce_sum(log_scale, axis=-1)
-    return z, log_det
-
-
-def with_keras_logits_layer(model):
-    """A model with `model`'s weights whose logits layer is Keras's own Conv2DTranspose, as
-    tfvae computed it before it had its own layer (benchmarks/eval_speed.py times the two)."""
-
-    def keras_twin(layer):
-        twin = keras.layers.Conv2DTranspose.from_config(layer.get_config())
-        if layer.built:
-            twin.build(layer.input.shape)
-            twin.set_weights(layer.get_weights())
-        return twin
-
-    copy = type(model).from_config(model.get_config())
-    copy.decoder = keras.Sequential(
-        [keras_twin(layer) if isinstance(layer, models.Conv2DTranspose) else layer
-         for layer in copy.decoder.layers], name="decoder")
-    copy.build((None, *model.image_shape))
-    copy.set_weights(model.get_weights())
-    return copy

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, masked_coupling_flow, ppca, randomize, tiny_config, train_test_elbos
+from helpers import cli_error, ppca, randomize, tiny_config, train_test_elbos
 
 from tfvae import checkpoints, evaluate, losses, steps, train
 from tfvae.config import Config
@@ -32,8 +32,7 @@ def test_flow_computes_the_masked_coupling_layers_with_the_context_once_per_imag
     randomize(flow, seed=latent_dim, scale=0.7)
     out, log_det = flow(z, context)
     flat_context = tf.reshape(tf.broadcast_to(context, [4, 6, 5]), [24, 5])
-    expected_out, expected_log_det = masked_coupling_flow(
-        flow, tf.reshape(z, [24, latent_dim]), flat_context)
+    expected_out, expected_log_det = flow.masked(tf.reshape(z, [24, latent_dim]), flat_context)
     close = dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(tf.reshape(out, [24, latent_dim]), expected_out, **close)
     np.testing.assert_allclose(tf.reshape(log_det, [24]), expected_log_det, **close)

@@ -7,11 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import with_keras_logits_layer
 
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
-from tfvae.models import Conv2DTranspose, ConvVAE, MlpVAE, build_model
+from tfvae.models import Conv2DTranspose, ConvVAE, MlpVAE, build_model, layers
 
 # TensorFlow's CVAE tutorial for latent_dim 2, layer by layer: (type, filters or units,
 # kernel size, strides, padding, output shape, weight shapes).
@@ -240,7 +239,7 @@ def test_keras_files_saved_with_keras_logits_layer_still_load(tmp_path):
     """A .keras file addresses a layer's weights by its class name: a conv model saved when
     its logits layer was Keras's Conv2DTranspose loads into tfvae's, with the same outputs."""
     model = build_model(Config(latent_dim=2))
-    before = with_keras_logits_layer(model)
+    before = layers.with_keras_logits_layer(model)
     assert type(before.decoder.layers[-1]) is keras.layers.Conv2DTranspose
     before.save(tmp_path / "before.keras")
     loaded = keras.models.load_model(tmp_path / "before.keras")

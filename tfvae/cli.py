@@ -214,13 +214,18 @@ def generate_parser(prog="python -m tfvae.generate"):
                           help=f"frames from one digit to the next, 1 to {MAX_STEPS} "
                                f"(default {STEPS})")
     settings.add_argument("--seed", type=int, help="seed for sampling (default: the run's seed)")
-    files = parser.add_argument_group("data and output")
-    files.add_argument("--data-dir", default=None,
+    add_data_and_output(parser, "the files")
+    return parser
+
+
+def add_data_and_output(parser, what):
+    """generate's and evaluate's --data-dir and --out, `what` naming what --out receives."""
+    group = parser.add_argument_group("data and output")
+    group.add_argument("--data-dir", default=None,
                        help="directory of the IDX files (default: the run's if it still "
                             "exists, then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    files.add_argument("--out", help="directory for the files (default: RUN_DIR; needed for "
+    group.add_argument("--out", help=f"directory for {what} (default: RUN_DIR; needed for "
                        "pretrained:NAME)")
-    return parser
 
 
 def parse_generate(argv=None, prog="python -m tfvae.generate"):
@@ -256,12 +261,7 @@ def evaluate_parser(prog="python -m tfvae.evaluate"):
     evaluation.add_argument("--subset", type=int, default=None,
                             help="score only the first N test images (default: all)")
     evaluation.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
-    data = parser.add_argument_group("data and output")
-    data.add_argument("--data-dir", default=None,
-                      help="directory of the IDX files (default: the run's if it still exists, "
-                      "then $TFVAE_DATA_DIR, then tensorflow-datasets)")
-    data.add_argument("--out", help="directory for eval.json and eval_images.npz (default: "
-                      "RUN_DIR; needed for pretrained:NAME)")
+    add_data_and_output(parser, "eval.json and eval_images.npz")
     speed = parser.add_argument_group("performance")
     speed.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE,
                        help=f"images per compiled call (default: {EVAL_BATCH_SIZE})")
@@ -271,7 +271,7 @@ def evaluate_parser(prog="python -m tfvae.evaluate"):
     speed.add_argument("--mixed-precision", action="store_true",
                        help="decode in bfloat16 (float16 on a GPU), the likelihoods and the "
                        "bound in float32: +0.01 nats on the default conv run; 1.1-1.3x as fast "
-                       "on CPUs with AVX512-BF16, 0.55x on one without (README)")
+                       "on CPUs with AVX512-BF16, 0.55x on one without (docs: Speed)")
     return parser
 
 

@@ -36,7 +36,7 @@ def make_strategy(config):
 def _check_tf_config():
     if "TF_CONFIG" not in os.environ:
         raise TfvaeError("--strategy multi-worker needs the TF_CONFIG environment variable "
-                         "naming the cluster and this worker (see README)")
+                         "naming the cluster and this worker (docs: Command line)")
     try:
         tf_config = json.loads(os.environ["TF_CONFIG"])
     except json.JSONDecodeError as error:

@@ -64,3 +64,25 @@ def tap_sum_conv2d_transpose(inputs, kernel):
                     strides=[1, 1, 1, 1], padding="SAME"))
 
     return tf.transpose(outputs, [1, 2, 3, 0]), gradient
+
+
+def keras_twin(layer):
+    """Keras's own Conv2DTranspose with the config (and weights, once built) of tfvae's
+    `layer`: the logits layer as tfvae computed it before it had its own."""
+    twin = keras.layers.Conv2DTranspose.from_config(layer.get_config())
+    if layer.built:
+        twin.build(layer.input.shape)
+        twin.set_weights(layer.get_weights())
+    return twin
+
+
+def with_keras_logits_layer(model):
+    """A copy of a ConvVAE, same weights, whose logits layer is Keras's own (`keras_twin`): the
+    tests' oracle and benchmarks/eval_speed.py's "before"."""
+    copy = type(model).from_config(model.get_config())
+    copy.decoder = keras.Sequential(
+        [keras_twin(layer) if isinstance(layer, Conv2DTranspose) else layer
+         for layer in copy.decoder.layers], name="decoder")
+    copy.build((None, *model.image_shape))
+    copy.set_weights(model.get_weights())
+    return copy
