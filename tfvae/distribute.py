@@ -80,7 +80,7 @@ def wait_for_cluster(make_strategy):
                f"connect within {timeout:g} s{{}}: start them, or correct their hosts and ports "
                f"(${CLUSTER_TIMEOUT_VARIABLE} sets the wait)")
     # The worker holding the coordination service waits past its registration timeout.
-    watchdog, done = _watchdog(timeout + 10, "error: " + failure.format(""))
+    watchdog, done = _watchdog(timeout + min(timeout, 30), "error: " + failure.format(""))
     try:
         return make_strategy()
     except (tf.errors.OpError, RuntimeError) as error:
