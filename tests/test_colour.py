@@ -39,8 +39,8 @@ def tinted(digits, seed):
 
 def colour_error(model, images, digit_pixels):
     """Mean over images of |mean colour of the reconstruction - mean true colour| over the
-    digit's pixels, averaged over R, G and B (0 keeps every colour; a grey guess scores
-    about 0.25 on uniform random colours)."""
+    digit's pixels, averaged over R, G and B (0 keeps every colour; the right intensity in
+    grey scores about 0.25 on uniform random colours)."""
     x = images.astype(np.float32) / 255.0
     mean, _ = model.encode(x)
     reconstructions = model.decode(mean, apply_sigmoid=True).numpy()
@@ -49,8 +49,8 @@ def colour_error(model, images, digit_pixels):
 
 
 # Strict: once the conv model keeps colour this fails, and the mark must go (issue #37). On
-# today's model the reconstructions come out near grey: colour error 0.36 here, where the
-# fully connected model reaches 0.14-0.18 on the same kind of data.
+# today's model the reconstructions come out grey and dim: colour error 0.36 here, where the
+# fully connected model (--model mlp, the same config otherwise) reaches 0.21.
 @pytest.mark.xfail(strict=True, reason="the conv decoder does not learn the digits' hue yet "
                    "(issue #37): to be fixed in the conv model, tfvae/models/")
 def test_the_conv_model_keeps_each_digits_colour(tmp_path, mnist_dir):
@@ -70,4 +70,4 @@ def test_the_conv_model_keeps_each_digits_colour(tmp_path, mnist_dir):
     checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     test_images, digit_pixels, _ = tinted(digits[TRAIN_IMAGES:], seed=1)
-    assert colour_error(model, test_images, digit_pixels) < 0.2
+    assert colour_error(model, test_images, digit_pixels) < 0.25
