@@ -107,3 +107,51 @@ def test_a_message_with_a_newline_in_a_path_stays_one_line(capsys):
     with pytest.raises(SystemExit):
         exit_on_error(main)([])
     assert capsys.readouterr().err == "error: cannot read 'a\\nb.png'\n"
+
+
+def test_a_worker_whose_peer_never_comes_ends_after_the_stated_timeout(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("localhost", 0))
+            ports.append(probe.getsockname()[1])
+    env = dict(os.environ, TFVAE_CLUSTER_TIMEOUT="2", TF_CONFIG=json.dumps({
+        "cluster": {"worker": [f"localhost:{port}" for port in ports]},
+        "task": {"type": "worker", "index": 0}}))
+    result = subprocess.run([sys.executable, "-m", "tfvae.train", "--strategy", "multi-worker",
+                             "--model", "mlp", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and "did not all connect within 2 s" in errors[0], result.stderr
+
+
+def test_a_streamed_folder_that_loses_its_files_during_training_is_one_line(
+        tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tfvae import data, sources
+
+    folder = tmp_path / "digits"
+    for index in range(48):
+        write_png(str(folder / str(index % 2) / f"{index}.png"), value=index * 5)
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 0)  # stream even these few files
+    train_batches = data.train_batches
+
+    def losing_the_folder(images, *args, **kwargs):
+        assert isinstance(images, sources.ImageFiles)
+        batches = train_batches(images, *args, **kwargs)
+        shutil.move(str(folder), str(tmp_path / "moved"))  # after the scan, before training
+        return batches
+
+    monkeypatch.setattr(data, "train_batches", losing_the_folder)
+    message = cli_error(train.main, ["--dataset", str(folder), "--model", "mlp",
+                                     "--hidden-units", "8", "--latent-dim", "2", "--batch-size",
+                                     "8", "--epochs", "1", "--out", str(tmp_path / "run")],
+                        capsys)
+    assert "a training image could not be read" in message

@@ -134,7 +134,7 @@ SHAPES = [(28, 28, 1), (30, 30, 1), (64, 48, 3), (32, 32, 3), (7, 9, 3)]
 @pytest.mark.parametrize("conv_filters", [(8,), (8, 16), (4, 8, 8)])
 def test_conv_output_has_the_input_shape(image_shape, conv_filters):
     if image_shape == (7, 9, 3) and len(conv_filters) == 3:  # 7 -> 3 -> 1 -> nothing
-        with pytest.raises(TfvaeError, match="do not fit 7x9 images"):
+        with pytest.raises(TfvaeError, match="do not fit 7x9 images: give --conv-filters fewer"):
             ConvVAE(latent_dim=3, image_shape=image_shape, conv_filters=conv_filters)
         return
     model = ConvVAE(latent_dim=3, image_shape=image_shape, conv_filters=conv_filters)
@@ -258,3 +258,9 @@ def test_stride_one_conv2d_transpose_takes_images_of_any_size():
     for shape in ([2, 5, 9, 4], [1, 12, 3, 4]):
         x = tf.random.stateless_normal(shape, seed=(5, 6))
         np.testing.assert_allclose(call(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_images_too_small_for_one_convolution_are_told_to_grow_or_use_the_mlp():
+    with pytest.raises(TfvaeError, match=r"do not fit 2x2 images: pass a larger --image-size, "
+                                         r"or --model mlp"):
+        ConvVAE(latent_dim=3, image_shape=(2, 2, 1), conv_filters=(8,))

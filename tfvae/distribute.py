@@ -2,10 +2,13 @@
 
 import json
 import os
+import select
+import signal
+import sys
 
 import tensorflow as tf
 
-from tfvae.errors import TfvaeError
+from tfvae.errors import TfvaeError, first_line
 
 
 def dtype_policy_name(config):
@@ -24,13 +27,90 @@ def make_strategy(config):
     """
     if config.strategy == "multi-worker":
         _check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return wait_for_cluster(tf.distribute.MultiWorkerMirroredStrategy)
     gpus = tf.config.list_physical_devices("GPU")
     if config.strategy == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if config.strategy == "one-device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return tf.distribute.MirroredStrategy()
+
+
+# How long a worker waits for the others of its cluster to start, in seconds.
+CLUSTER_TIMEOUT_SECONDS = 600
+CLUSTER_TIMEOUT_VARIABLE = "TFVAE_CLUSTER_TIMEOUT"
+
+
+def wait_for_cluster(make_strategy):
+    """`make_strategy()`, which blocks inside TensorFlow until every worker has connected,
+    with a deadline ($TFVAE_CLUSTER_TIMEOUT seconds, default 600) and Ctrl-C honoured.
+
+    TensorFlow waits forever by default, holding the GIL, so no Python signal handler or
+    thread runs meanwhile: the deadline is the coordination service's own registration
+    timeout, configured here as the strategy would configure it (a worker then gets a
+    TfvaeError), backed by a watchdog process for the worker that holds the service, which
+    waits past it; Ctrl-C gets its default action (ending the process) for the wait.
+    TensorFlow's preemption notifier takes SIGTERM during the wait: the deadline ends it.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    try:
+        timeout = float(os.environ.get(CLUSTER_TIMEOUT_VARIABLE, CLUSTER_TIMEOUT_SECONDS))
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout < 1e7:
+        raise TfvaeError(f"${CLUSTER_TIMEOUT_VARIABLE} must be a number of seconds, not "
+                         f"{os.environ[CLUSTER_TIMEOUT_VARIABLE]!r}")
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    if context.context().coordination_service is None:
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=multi_worker_util.coordination_leader(cluster),
+            coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+                name=job, num_tasks=cluster.num_tasks(job))
+                for job in ("chief", "worker") if job in cluster.jobs],
+            cluster_register_timeout_in_ms=int(timeout * 1000))
+    handlers = {number: signal.signal(number, signal.SIG_DFL)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    print(f"waiting up to {timeout:g} s for the workers of TF_CONFIG's cluster "
+          f"({', '.join(_peers())})", file=sys.stderr, flush=True)
+    failure = (f"the workers of TF_CONFIG's cluster ({', '.join(_peers())}) did not all "
+               f"connect within {timeout:g} s{{}}: start them, or correct their hosts and ports "
+               f"(${CLUSTER_TIMEOUT_VARIABLE} sets the wait)")
+    # The worker holding the coordination service waits past its registration timeout.
+    watchdog, done = _watchdog(timeout + min(timeout, 30), "error: " + failure.format(""))
+    try:
+        return make_strategy()
+    except (tf.errors.OpError, RuntimeError) as error:
+        raise TfvaeError(failure.format(f" ({first_line(error)[:120]})")) from None
+    finally:
+        os.close(done)  # the watchdog sees the pipe close and exits
+        os.waitpid(watchdog, 0)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def _watchdog(seconds, line):
+    """A child process that prints `line` and ends this one with SIGKILL unless the returned
+    pipe end is closed within `seconds`: (its PID, the pipe end)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child touches nothing of TensorFlow's
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], seconds)
+        if not ready:
+            os.write(2, (line + "\n").encode())
+            os.kill(os.getppid(), signal.SIGKILL)  # TensorFlow takes SIGTERM for itself
+        os._exit(0)
+    os.close(read_end)
+    return pid, write_end
+
+
+def _peers():
+    tf_config = json.loads(os.environ["TF_CONFIG"])
+    return [host for hosts in tf_config["cluster"].values() for host in hosts]
 
 
 def _check_tf_config():

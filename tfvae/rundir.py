@@ -90,7 +90,10 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
         check_same_run(run_dir, load_config(run_dir), config)
         done = checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
         trained = read_metrics(run_dir)
-        if not done and trained:  # else it would silently start again from step 0
+        # Only a kill between epoch 1's metrics and its checkpoint leaves metrics without
+        # a checkpoint; past that, the checkpoints were lost, and training would silently
+        # start again from step 0.
+        if not done and trained and trained[-1]["epoch"] > 1:
             raise TfvaeError(f"{run_dir} has trained {trained[-1]['epoch']} epoch(s) "
                              f"({METRICS_FILE}) but holds no checkpoint in {CHECKPOINT_DIR}/: "
                              "restore the checkpoints, or pass --overwrite to start afresh")
@@ -107,14 +110,16 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
 
 @contextlib.contextmanager
 def undone_on_failure(run_dir):
-    """Removes what a run that fails before its first checkpoint wrote in a directory that
-    held no run, so the corrected command is not refused as another config's run."""
+    """Removes what a run that fails before its first epoch's metrics and checkpoint wrote in
+    a directory that held no run, so the corrected command is not refused as another
+    config's run."""
     fresh = not os.path.exists(os.path.join(run_dir, CONFIG_FILE))
     try:
         yield
     except Exception:
         if (fresh and os.path.exists(os.path.join(run_dir, CONFIG_FILE))
-                and not checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))):
+                and not checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
+                and not read_metrics(run_dir)):
             clear(run_dir)
         raise
 

@@ -248,7 +248,16 @@ def run_epoch(train_steps, iterator, state, config, chief, last_step, progress):
         num = min(config.steps_per_call, last_step - step)
         if config.checkpoint_every:
             num = min(num, config.checkpoint_every - step % config.checkpoint_every)
-        rows = train_steps(iterator, tf.constant(step, tf.int64), tf.constant(num)).numpy()
+        try:
+            rows = train_steps(iterator, tf.constant(step, tf.int64), tf.constant(num)).numpy()
+        except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
+            # A streamed folder lost a file, or moved: the weights are part-way through this
+            # call's steps, so the last checkpoint is what can be kept.
+            saved = _last_saved_step(state.manager)
+            kept = f"the checkpoint of step {saved} is kept" if saved else "nothing was saved"
+            raise TfvaeError(f"a training image could not be read ({first_line(error)[:160]})"
+                             f"; {kept}: restore the folder, then rerun the same command to "
+                             "resume") from None
         check_finite(rows, step, _last_saved_step(state.manager))
         # The rows are computed before each update: the last update may still have blown up.
         check_finite_weights(state.model, step + num, _last_saved_step(state.manager))

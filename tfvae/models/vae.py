@@ -226,9 +226,11 @@ class ConvVAE(VAE):
         height, width, _ = self.image_shape
         blocks = len(self.conv_filters)
         if not blocks or conv_output_size(min(height, width), blocks) < 1:
-            raise TfvaeError(f"{blocks} stride-2 convolutions (conv_filters "
-                             f"{list(self.conv_filters)}) do not fit {height}x{width} images: "
-                             "give --conv-filters fewer (and at least one) filters")
+            fix = ("give --conv-filters fewer filters" if conv_output_size(min(height, width), 1)
+                   else "pass a larger --image-size, or --model mlp")
+            raise TfvaeError(f"{blocks} stride-2 3x3 convolutions (conv_filters "
+                             f"{list(self.conv_filters)}) do not fit {height}x{width} "
+                             f"images: {fix}")
         hidden = self.hidden_dtype
         self.encoder = keras.Sequential(
             [keras.layers.Conv2D(f, 3, strides=2, activation="relu", dtype=hidden)
