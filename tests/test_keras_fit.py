@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tfvae import ConvVAE, MlpVAE, data, keras_fit, steps
+from tfvae import ConvVAE, MlpVAE, data, keras_fit, steps, viz
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 from tfvae.tensorboard import ImageSummaries
@@ -222,9 +222,10 @@ def test_cli_tensorboard_logs_carry_the_pictures(tmp_path, mnist_dir):
     images = read_images(str(tmp_path / "tensorboard"))
     assert [step for step, _ in images["samples"]] == [1, 2]
     assert [step for step, _ in images["reconstructions"]] == [1, 2]
-    # The TensorBoard grid is the epoch's PNG before its 2x enlargement.
+    # The TensorBoard grid is the epoch's PNG before its enlargement.
     frame = tf.io.decode_png(tf.io.read_file(str(tmp_path / "image_at_epoch_0002.png"))).numpy()
-    np.testing.assert_array_equal(images["samples"][1][1], frame[::2, ::2, 0])
+    scale = viz.GRID_SCALE
+    np.testing.assert_array_equal(images["samples"][1][1], frame[::scale, ::scale, 0])
 
 
 @pytest.mark.parametrize("call, message", [

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tfvae.files import atomic_path
 
 MAX_PICTURE_SIDE = 4096  # pixels: PIL reads back up to 89M-pixel pictures without a warning
+GRID_SCALE = 3  # sample and reconstruction grids: a 28-pixel digit drawn 84 pixels wide
 
 
 def to_uint8(images):
@@ -62,7 +63,7 @@ def save_png(path, array):
         imageio.imwrite(tmp, array, format="png")
 
 
-def save_grid(path, images, rows, scale=3):
+def save_grid(path, images, rows, scale=GRID_SCALE):
     """Writes images [N, H, W(, C)] in [0, 1] as a PNG grid of `rows` rows."""
     save_png(path, upscale(image_grid(images, rows), scale))
 
@@ -77,7 +78,7 @@ def reconstruction_grid(originals, reconstructions):
     return image_grid(np.concatenate(rows) / 255.0, rows=len(rows))
 
 
-def save_reconstructions(path, originals, reconstructions, scale=3):
+def save_reconstructions(path, originals, reconstructions, scale=GRID_SCALE):
     """Writes originals (top row of each pair) above their reconstructions."""
     save_png(path, upscale(reconstruction_grid(originals, reconstructions), scale))
 
