@@ -54,6 +54,20 @@ def release(tmp_path_factory):
     return wheel, sdist, bin_dir, elsewhere
 
 
+# The installed package's Keras API: where it is, its version, a pretrained model, a fit.
+KERAS_API = """
+import importlib.metadata, keras, numpy as np, tfvae
+from tfvae import pretrained
+print(tfvae.__file__)
+print(tfvae.__version__, importlib.metadata.version("tfvae"))
+model = pretrained.load("mnist-conv-z2")
+print(type(model).__name__, model.latent_dim)
+model.compile(keras.optimizers.Adam(1e-3))
+history = model.fit(np.random.default_rng(0).random((64, 28, 28, 1)), epochs=1, verbose=0)
+print("fit", bool(np.isfinite(history.history["loss"][-1])))
+"""
+
+
 def run(argv, cwd, env=None):
     """Runs a command to completion; its output in the failure message."""
     result = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
@@ -119,11 +133,11 @@ def test_the_installed_wheel_trains_and_draws_outside_the_checkout(release, mnis
     _, _, bin_dir, elsewhere = release
     python = str(bin_dir / "python")
     env = user_env(bin_dir)
-    where = run([python, "-c", "import importlib.metadata as m, tfvae; "
-                 "print(tfvae.__file__); print(tfvae.__version__, m.version('tfvae'))"],
-                cwd=elsewhere, env=env).stdout.split("\n")
+    where = run([python, "-c", KERAS_API], cwd=elsewhere, env=env).stdout.split("\n")
     assert where[0].startswith(str(bin_dir.parent)) and not where[0].startswith(REPO)
     assert where[1] == f"{tfvae.__version__} {tfvae.__version__}"
+    assert where[2] == "ConvVAE 2"
+    assert where[3] == "fit True"
     run([python, "-m", "tfvae.train", "--epochs", "1", "--train-size", "512", "--test-size",
          "128", "--data-dir", mnist_dir, "--out", "run"], cwd=elsewhere, env=env)
     assert os.path.isfile(elsewhere / "run" / "config.json")

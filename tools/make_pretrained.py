@@ -107,9 +107,11 @@ def main(argv=None):
         "weights": "the run's last checkpoint, rounded to float16 precision (stored as float32)",
     }
     if args.run_eval:
-        record["run_evaluation"] = eval_numbers(args.run_eval, args.run_eval_command)
+        record["run_evaluation"] = {"weights": "the run's own, float32",
+                                    **eval_numbers(args.run_eval, args.run_eval_command)}
     if args.eval:
-        record["evaluation"] = eval_numbers(args.eval, args.eval_command)
+        record["evaluation"] = {"weights": "these, as shipped",
+                                **eval_numbers(args.eval, args.eval_command)}
     write_json(os.path.join(out, pretrained.RECORD_FILE), record)
     with tempfile.TemporaryDirectory() as tmp:
         check, unrounded = (
