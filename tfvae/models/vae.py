@@ -11,10 +11,9 @@ The tutorial's names, and tfvae's:
 | `sample(eps=None)`                | `VAE.sample(z=None, labels=None, seed=0)`           |
 | `log_normal_pdf`, `compute_loss`  | `tfvae.losses.log_normal_pdf`, `tfvae.steps`        |
 
-A VAE is composed of three parts (tfvae.models.parts): the prior p(z), the posterior q(z|x)
-and the likelihood p(x|z). The defaults are the tutorial's: N(0, I), the encoder's diagonal
-Gaussian and Bernoulli pixels; other parts live beside this module and plug in unchanged.
-Images are [batch, H, W, C] of any size; the decoder returns logits.
+A VAE is composed of a prior p(z), a posterior q(z|x) and a likelihood p(x|z)
+(tfvae.models.parts): by default the tutorial's N(0, I), the encoder's diagonal Gaussian and
+Bernoulli pixels. Images are [batch, H, W, C] of any size; the decoder returns logits.
 """
 
 import math
@@ -34,9 +33,9 @@ ROLES = ("prior", "posterior", "likelihood")  # the parts a VAE is composed of
 class VAE(KerasFitMixin, keras.Model):
     """What the fully connected and convolutional VAEs share: encode, reparameterize, decode.
 
-    Subclasses build `self.encoder` (image -> [2 * latent_dim] features) and `self.decoder`
-    (z -> [H, W, decoder_channels] logits), each a keras.Sequential as in the tutorial.
-    `compile` / `fit` / `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
+    Subclasses build `self.encoder` (image -> [2 * latent_dim]) and `self.decoder` (z -> [H, W,
+    decoder_channels] logits), keras.Sequential as in the tutorial; `compile` / `fit` /
+    `evaluate` / `predict` come from tfvae.keras_fit.KerasFitMixin.
 
     Args:
       latent_dim: size of z.
@@ -111,8 +110,7 @@ class VAE(KerasFitMixin, keras.Model):
         """z = mean + sigma * eps; `eps` comes from the caller so that draws stay seeded."""
         return parts.reparameterize(mean, logvar, eps)
 
-    def posterior_location(self, mean, logvar):
-        """The z that zero noise gives: what `call` decodes and where figures place an image."""
+    def posterior_location(self, mean, logvar):  # zero noise: what `call` decodes
         return self.posterior.sample(mean, logvar, tf.zeros_like(mean))[0]
 
     def decode(self, z, labels=None, apply_sigmoid=False):
