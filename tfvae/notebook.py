@@ -153,9 +153,11 @@ def _trainer(run_dir):
 
 
 def describe(config):
-    """The facts of a run as its code will use them: model, data, objective, step, devices."""
+    """The facts of a run as its code will use them: model, data, objective, step, devices
+    ('auto' values as `Config.resolved` decides them)."""
     import tensorflow as tf
 
+    config = config.resolved()
     devices = ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
     objective = config.objective + (f" (k={config.k})" if config.objective == "iwae" else "")
     lines = [
