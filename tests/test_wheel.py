@@ -108,7 +108,8 @@ def test_the_wheel_carries_the_package_its_data_and_licence_and_nothing_else(rel
     assert sorted(n for n in names if n.startswith("tfvae/")) == package_files()
     assert {n.split("/")[0] for n in names} == {"tfvae", dist_info}
     assert not [n for n in names if n.endswith((".gif", ".ipynb", ".pyc"))]
-    pretrained = [i for i in infos if i.filename.startswith("tfvae/pretrained_runs/")]
+    pretrained = [i for i in infos
+                  if i.filename.startswith("tfvae/pretrained/") and not i.filename.endswith(".py")]
     assert {i.filename.split("/")[2] for i in pretrained} == {"mnist-conv-z2", "mnist-mlp-z20"}
     assert sum(i.file_size for i in pretrained) < MAX_PRETRAINED_BYTES  # as installed
     assert metadata["Version"] == tfvae.__version__
@@ -124,7 +125,7 @@ def test_the_sdist_carries_the_licence_and_changelog_but_no_tests_or_notebooks(r
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.md", "README.md", "setup.cfg", "pyproject.toml"} <= names
-    assert "tfvae/pretrained_runs/mnist-conv-z2/model.keras" in names
+    assert "tfvae/pretrained/mnist-conv-z2/model.keras" in names
     assert not [n for n in names if n.split("/")[0] in ("tests", "notebooks", "benchmarks",
                                                           "gifs", "tools")]
 

@@ -1,4 +1,4 @@
-"""Makes tfvae/pretrained_runs/NAME from a finished training run (for maintainers).
+"""Makes tfvae/pretrained/NAME from a finished training run (for maintainers).
 
     python tools/make_pretrained.py RUN_DIR NAME --command "python -m tfvae.train ..." \
         --commit 0685f99 --date 2026-12-06 [--run-eval RUN_DIR/eval.json --run-eval-command ...]

@@ -1,6 +1,6 @@
 """Trained runs shipped with tfvae: `pretrained:NAME` wherever a run directory is read.
 
-Each lives in tfvae/pretrained_runs/NAME/: `model.keras` (the trained model, for
+Each lives in tfvae/pretrained/NAME/ beside this file: `model.keras` (the trained model, for
 `keras.models.load_model`), the run's `config.json`, `pretrained.json` (the command, commit,
 CPU and date that made it and the numbers it reaches) and `digits.npz` (the first test image of
 each class and the latent means of the first test images), so that `generate --transition`
@@ -25,7 +25,7 @@ from tfvae import models, rundir  # noqa: F401
 from tfvae.errors import TfvaeError
 
 PREFIX = "pretrained:"
-DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained_runs")
+DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 MODEL_FILE = "model.keras"
 RECORD_FILE = "pretrained.json"
 DIGITS_FILE = "digits.npz"
