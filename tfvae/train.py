@@ -71,14 +71,19 @@ def save_checkpoint(manager, step, chief):
                          "command to resume") from None
 
 
+def kept_checkpoint(checkpoint_step):
+    """What a diverged run keeps, for its one-line message."""
+    return (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
+            else "no checkpoint was written")
+
+
 def check_finite(rows, first_step, checkpoint_step):
     """Stops the run at the first step whose ELBO terms are not finite."""
     bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
     if bad.size:
         values = dict(zip(steps.METRIC_NAMES, rows[bad[0]]))
         term = next((n for n in ("reconstruction", "kl") if not np.isfinite(values[n])), "elbo")
-        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
-                else "no checkpoint was written yet")
+        kept = kept_checkpoint(checkpoint_step)
         raise TfvaeError(
             f"training diverged at step {first_step + int(bad[0]) + 1}: the {term} term became "
             f"{values[term]}; {kept}: lower --learning-rate and rerun with --overwrite")
@@ -88,8 +93,7 @@ def check_finite_weights(model, step, checkpoint_step):
     """Stops the run before a checkpoint, picture or metric is made from non-finite weights."""
     if all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables):
         return
-    kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
-            else "no checkpoint was written")
+    kept = kept_checkpoint(checkpoint_step)
     raise TfvaeError(f"training diverged by step {step}: the weights became non-finite; {kept}"
                      ": lower --learning-rate and rerun with --overwrite")
 
@@ -98,8 +102,7 @@ def check_finite_test(test, epoch, state, checkpoint_step):
     """Stops the run when finite but huge weights give a non-finite test ELBO."""
     bad = [name for name in steps.METRIC_NAMES if not np.isfinite(test[name])]
     if bad:
-        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
-                else "no checkpoint was written")
+        kept = kept_checkpoint(checkpoint_step)
         raise TfvaeError(f"training diverged in epoch {epoch} (step "
                          f"{int(state.global_step.numpy())}): the test {bad[0]} became "
                          f"{test[bad[0]]}; {kept}: lower --learning-rate and rerun with "

@@ -13,7 +13,6 @@ Example:
     >>> model = pretrained.load("mnist-conv-z2")  # a ConvVAE, not compiled
 """
 
-import collections
 import json
 import os
 
@@ -21,7 +20,7 @@ import keras
 import numpy as np
 
 # tfvae.models registers tfvae's classes, which keras.models.load_model looks up by name.
-from tfvae import models, rundir  # noqa: F401
+from tfvae import checkpoints, models, rundir  # noqa: F401
 from tfvae.errors import TfvaeError
 
 PREFIX = "pretrained:"
@@ -29,9 +28,6 @@ DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 MODEL_FILE = "model.keras"
 RECORD_FILE = "pretrained.json"
 DIGITS_FILE = "digits.npz"
-
-Run = collections.namedtuple("Run", "config model step checkpoint")
-
 
 def names():
     """The names of the shipped runs, sorted."""
@@ -94,7 +90,7 @@ def load_run(name):
       name: `pretrained:NAME`, or one of `names()`.
     """
     name = name if is_pretrained(name) else PREFIX + name
-    return Run(load_config(name), load(name), record(name)["step"], name)
+    return checkpoints.Run(load_config(name), load(name), record(name)["step"], name)
 
 
 def output_dir(run_dir, out):
