@@ -67,6 +67,11 @@ class Config:
     conv_filters: tuple = _field(
         (32, 64), "conv: filters of the encoder's stride-2 3x3 blocks, mirrored by the decoder "
         "(32 64 on 28x28x1 images is the tutorial's network)")
+    decoder_film: typing.Optional[bool] = _field(
+        None, "conv: whether z also scales and shifts each channel of the decoder's upsampling "
+        "blocks (FiLM), which keeps each image's colour; set when training reads the data: on "
+        "for colour images, off for grey ones (the tutorial's network). Runs saved before it "
+        "existed have none", flag=False)
     conditional: bool = _field(False, "condition encoder and decoder on the label")
     dataset: str = _field(
         "mnist", "mnist, fashion_mnist, any tensorflow-datasets image dataset (cifar10, "
@@ -166,6 +171,14 @@ class Config:
         if self.num_classes is None:
             return MNIST_CLASSES if self.dataset in MNIST_LIKE else 0
         return self.num_classes
+
+    @property
+    def film(self):
+        """Whether the conv decoder has its colour path (`decoder_film`): as saved, else on
+        for colour images."""
+        if self.decoder_film is not None:
+            return self.decoder_film
+        return self.model == "conv" and self.image_shape[2] > 1
 
     @property
     def xla(self):

@@ -145,7 +145,8 @@ def check_same_run(run_dir, saved, config):
 
 
 def with_data_shape(config):
-    """An MNIST-like config with `image_size`, `channels`, `num_classes` filled in.
+    """An MNIST-like config with `image_size`, `channels`, `num_classes` and `decoder_film`
+    filled in.
 
     Runs written before these keys existed saved them as null, which means 28x28x1 and 10
     classes: such a run then compares equal to the same command today, which fills them in.
@@ -154,7 +155,7 @@ def with_data_shape(config):
         return config
     height, width, channels = config.image_shape
     return dataclasses.replace(config, image_size=(height, width), channels=channels,
-                               num_classes=config.label_classes)
+                               num_classes=config.label_classes, decoder_film=config.film)
 
 
 def ensure_writable(directory, flag="--out"):
@@ -266,6 +267,8 @@ def load_config(run_dir):
         if isinstance(values, dict) and not REQUIRED_KEYS <= set(values):
             missing = ", ".join(sorted(REQUIRED_KEYS - set(values)))
             raise TfvaeError(f"it lacks {missing}")
+        if isinstance(values, dict):  # runs saved before the conv colour path have none
+            values.setdefault("decoder_film", False)
         return config_from_dict(values).resolved()
     except RemovedModeError as error:
         raise TfvaeError(f"{run_dir}: {error}") from None

@@ -78,10 +78,12 @@ def check_labelled(config):
 
 
 def resolve(config, shape, num_classes):
-    """`config` with the data's shape (H, W, C) and number of classes filled in."""
+    """`config` with the data's shape (H, W, C) and number of classes filled in, and with them
+    whether the conv decoder has its colour path (`decoder_film`)."""
     check_image_pixels(*shape[:2], source=config.dataset)
-    return dataclasses.replace(config, image_size=tuple(shape[:2]), channels=shape[2],
-                               num_classes=num_classes)
+    config = dataclasses.replace(config, image_size=tuple(shape[:2]), channels=shape[2],
+                                 num_classes=num_classes)
+    return dataclasses.replace(config, decoder_film=config.film)
 
 
 def _limit(split, size):

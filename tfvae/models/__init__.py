@@ -42,6 +42,7 @@ def build_model(config, dtype_policy=None):
     if config.model == "mlp":
         model = MlpVAE(hidden_units=config.hidden_units, **common)
     else:
-        model = ConvVAE(conv_filters=config.conv_filters, **common)
+        model = ConvVAE(conv_filters=config.conv_filters, decoder_film=config.film,
+                        **common)
     model.build((None, *config.image_shape))
     return model

@@ -1,5 +1,5 @@
-"""The conv VAE's layer arithmetic, and tfvae's Conv2DTranspose: Keras's layer at stride 1,
-computed as a matmul to its taps."""
+"""The conv VAE's layer arithmetic; tfvae's Conv2DTranspose, Keras's layer at stride 1 computed
+as a matmul to its taps; and the FiLM path by which z reaches the conv decoder's last features."""
 
 import keras
 import tensorflow as tf
@@ -64,6 +64,44 @@ def tap_sum_conv2d_transpose(inputs, kernel):
                     strides=[1, 1, 1, 1], padding="SAME"))
 
     return tf.transpose(outputs, [1, 2, 3, 0]), gradient
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class FeatureModulation(keras.layers.Layer):
+    """FiLM (Perez et al. 2018): features [B, H, W, C] times (1 + scale) plus shift, with one
+    scale and one shift per channel computed from a code [B, D] by two Dense layers.
+
+    Both start at zero, so the layer starts as the identity. Called on [features, code].
+    """
+
+    def build(self, input_shape):
+        (*_, channels), code_shape = input_shape
+        self.scale = keras.layers.Dense(channels, kernel_initializer="zeros",
+                                        dtype=self.dtype_policy, name="scale")
+        self.shift = keras.layers.Dense(channels, kernel_initializer="zeros",
+                                        dtype=self.dtype_policy, name="shift")
+        self.scale.build(code_shape)
+        self.shift.build(code_shape)
+
+    def call(self, inputs):
+        features, code = inputs
+        scale, shift = self.scale(code)[:, None, None, :], self.shift(code)[:, None, None, :]
+        return features * (1.0 + scale) + shift
+
+
+def modulated_decoder(stem, blocks, head, code_size, dtype=None):
+    """The layers `stem`, `blocks` and `head` (lists) applied in turn to a code [B, code_size],
+    as one keras.Model, the output of each layer of `blocks` modulated by the code
+    (FeatureModulation)."""
+    code = keras.Input((code_size,), name="code")
+    outputs = code
+    for layer in stem:
+        outputs = layer(outputs)
+    for layer in blocks:
+        outputs = FeatureModulation(dtype=dtype)([layer(outputs), code])
+    for layer in head:
+        outputs = layer(outputs)
+    return keras.Model(code, outputs, name="decoder")
 
 
 def keras_twin(layer):

@@ -25,7 +25,7 @@ from tfvae.config import MNIST_SHAPE
 from tfvae.errors import TfvaeError
 from tfvae.keras_fit import KerasFitMixin
 from tfvae.models import assemble, likelihoods, parts
-from tfvae.models.layers import Conv2DTranspose, conv_output_size
+from tfvae.models.layers import Conv2DTranspose, conv_output_size, modulated_decoder
 
 ROLES = ("prior", "posterior", "likelihood")  # the parts a VAE is composed of
 
@@ -205,9 +205,19 @@ class ConvVAE(VAE):
     On 28x28x1 images with the default filters (32, 64) this is the tutorial's network layer
     for layer.
 
+    On colour images z also scales and shifts each channel of each upsampling block's output
+    (`decoder_film`). Without that path the decoder reconstructs digits tinted each its own
+    colour in grey: a colour is one value per image multiplying a shape that varies per
+    pixel, which shared 3x3 filters fed by z only through the first Dense layer form poorly,
+    and the encoder then drops the colour the decoder cannot use
+    (benchmarks/tinted_colour.py).
+
     Args:
       latent_dim: size of z.
       conv_filters: filters of the encoder's stride-2 blocks; the decoder mirrors them.
+      decoder_film: whether z (with the one-hot label) scales and shifts each channel of the
+        upsampling blocks' outputs (FiLM; tfvae.models.layers.FeatureModulation); None: on
+        colour images, off on grey ones (the tutorial's network).
       **kwargs: the rest of `VAE`'s arguments: num_classes (the one-hot label enters the
         encoder as constant image channels), likelihood, dtype_policy, image_shape, prior,
         posterior.
@@ -218,10 +228,11 @@ class ConvVAE(VAE):
       >>> colour = ConvVAE(image_shape=(32, 32, 3), conv_filters=(32, 64, 128))
     """
 
-    def __init__(self, latent_dim=2, conv_filters=(32, 64), **kwargs):
+    def __init__(self, latent_dim=2, conv_filters=(32, 64), decoder_film=None, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.conv_filters = tuple(int(f) for f in conv_filters)
-        height, width, _ = self.image_shape
+        height, width, channels = self.image_shape
+        self.decoder_film = channels > 1 if decoder_film is None else bool(decoder_film)
         blocks = len(self.conv_filters)
         if not blocks or conv_output_size(min(height, width), blocks) < 1:
             fix = ("give --conv-filters fewer filters" if conv_output_size(min(height, width), 1)
@@ -237,18 +248,22 @@ class ConvVAE(VAE):
                keras.layers.Dense(2 * latent_dim, dtype="float32")], name="encoder")
         h, w = -(-height // 2**blocks), -(-width // 2**blocks)  # ceilings
         first = self.conv_filters[0]
-        decoder = [keras.layers.Dense(h * w * first, activation="relu", dtype=hidden),
-                   keras.layers.Reshape((h, w, first), dtype=hidden)]
-        decoder += [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
-                                                 activation="relu", dtype=hidden)
-                    for f in reversed(self.conv_filters)]
-        decoder.append(Conv2DTranspose(self.decoder_channels, 3, dtype="float32"))
+        stem = [keras.layers.Dense(h * w * first, activation="relu", dtype=hidden),
+                keras.layers.Reshape((h, w, first), dtype=hidden)]
+        upsampling = [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
+                                                   activation="relu", dtype=hidden)
+                      for f in reversed(self.conv_filters)]
+        head = [Conv2DTranspose(self.decoder_channels, 3, dtype="float32")]
         extra_h, extra_w = h * 2**blocks - height, w * 2**blocks - width
         if extra_h or extra_w:  # centred: the upsampled map overhangs by < 2**blocks pixels
-            decoder.append(keras.layers.Cropping2D(
+            head.append(keras.layers.Cropping2D(
                 ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2)),
                 dtype="float32"))
-        self.decoder = keras.Sequential(decoder, name="decoder")
+        if self.decoder_film:
+            self.decoder = modulated_decoder(stem, upsampling, head,
+                                             latent_dim + self.num_classes, hidden)
+        else:
+            self.decoder = keras.Sequential(stem + upsampling + head, name="decoder")
 
     def encoder_input(self, x, labels):
         """The image as it is, with the one-hot label as constant channels after its own."""
@@ -258,4 +273,10 @@ class ConvVAE(VAE):
         return tf.concat([x, planes], -1)
 
     def get_config(self):
-        return {**super().get_config(), "conv_filters": list(self.conv_filters)}
+        return {**super().get_config(), "conv_filters": list(self.conv_filters),
+                "decoder_film": self.decoder_film}
+
+    @classmethod
+    def from_config(cls, config):
+        # Files of tfvae 0.2.0 and earlier name no FiLM path: their decoders have none.
+        return super().from_config({"decoder_film": False, **config})
