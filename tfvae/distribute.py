@@ -1,5 +1,6 @@
 """tf.distribute strategy, worker roles and mixed-precision policy from the config."""
 
+import contextlib
 import json
 import os
 import select
@@ -44,7 +45,8 @@ CLUSTER_TIMEOUT_VARIABLE = "TFVAE_CLUSTER_TIMEOUT"
 
 def wait_for_cluster(make_strategy):
     """`make_strategy()`, which blocks inside TensorFlow until every worker has connected,
-    with a deadline ($TFVAE_CLUSTER_TIMEOUT seconds, default 600) and Ctrl-C honoured.
+    with a deadline ($TFVAE_CLUSTER_TIMEOUT seconds, default 600), and Ctrl-C and SIGTERM
+    honoured.
 
     TensorFlow waits forever by default, holding the GIL, so no Python signal handler or
     thread runs meanwhile: the deadline is the coordination service's own registration
@@ -54,8 +56,9 @@ def wait_for_cluster(make_strategy):
     TensorFlow's preemption notifier, started with the wait, installs a SIGTERM handler that
     only notes the signal; so SIGTERM is blocked for the wait, in this thread and in the threads
     TensorFlow starts from it, and stays pending: the watchdog sees it (on Linux, in /proc) and
-    ends the process with one line. One that comes as the wait ends is delivered after it, to
-    the handler from before (by default the process ends, exit status 143).
+    ends the process with one line and SIGKILL (exit status 137). One that comes as the wait
+    ends is delivered after it, to the handler from before (by default the process ends, exit
+    status 143).
     """
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import multi_worker_util
@@ -77,31 +80,43 @@ def wait_for_cluster(make_strategy):
                 name=job, num_tasks=cluster.num_tasks(job))
                 for job in ("chief", "worker") if job in cluster.jobs],
             cluster_register_timeout_in_ms=int(timeout * 1000))
-    handlers = {number: signal.signal(number, signal.SIG_DFL)
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    # Before the watchdog's fork, which also ends numpy's OpenBLAS threads (restarted from this
-    # one), and before TensorFlow starts its threads, which inherit the mask.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     cluster_hosts = f"TF_CONFIG's cluster ({', '.join(_peers())})"
-    print(f"waiting up to {timeout:g} s for the workers of {cluster_hosts}", file=sys.stderr,
-          flush=True)
     failure = (f"the workers of {cluster_hosts} did not all connect within {timeout:g} s{{}}: "
                f"start them, or correct their hosts and ports (${CLUSTER_TIMEOUT_VARIABLE} sets "
                f"the wait)")
-    # The worker holding the coordination service waits past its registration timeout.
-    watchdog, done = _watchdog(
-        timeout + min(timeout, 30), timeout_line="error: " + failure.format(""),
-        sigterm_line=f"error: stopped by SIGTERM while waiting for the workers of {cluster_hosts}")
+    with _signals_for_the_wait():
+        print(f"waiting up to {timeout:g} s for the workers of {cluster_hosts}",
+              file=sys.stderr, flush=True)
+        # The worker holding the coordination service waits past its registration timeout.
+        watchdog, done = _watchdog(
+            timeout + min(timeout, 30), timeout_line="error: " + failure.format(""),
+            sigterm_line=f"error: stopped by SIGTERM while waiting for the workers of "
+                         f"{cluster_hosts}")
+        try:
+            return make_strategy()
+        except (tf.errors.OpError, RuntimeError) as error:
+            raise TfvaeError(failure.format(f" ({first_line(error)[:120]})")) from None
+        finally:
+            os.close(done)  # the watchdog sees the pipe close and exits
+            os.waitpid(watchdog, 0)
+
+
+@contextlib.contextmanager
+def _signals_for_the_wait():
+    """SIGINT and SIGTERM get their default actions and SIGTERM is blocked within; on the way
+    out both handlers are restored (SIGTERM's replacing TensorFlow's), then the mask, so that a
+    SIGTERM that came meanwhile is delivered then."""
+    handlers = {number: signal.signal(number, signal.SIG_DFL)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    # Blocked before the watchdog's fork, which also ends numpy's OpenBLAS threads (started
+    # again from this thread), and before TensorFlow starts its threads, which inherit the mask.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     try:
-        return make_strategy()
-    except (tf.errors.OpError, RuntimeError) as error:
-        raise TfvaeError(failure.format(f" ({first_line(error)[:120]})")) from None
+        yield
     finally:
-        os.close(done)  # the watchdog sees the pipe close and exits
-        os.waitpid(watchdog, 0)
-        for number, handler in handlers.items():  # SIGTERM's also replaces TensorFlow's
+        for number, handler in handlers.items():
             signal.signal(number, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM is delivered now
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 # How often the watchdog looks for a SIGTERM pending for the waiting process, in seconds.
