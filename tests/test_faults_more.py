@@ -109,10 +109,11 @@ def test_a_message_with_a_newline_in_a_path_stays_one_line(capsys):
     assert capsys.readouterr().err == "error: cannot read 'a\\nb.png'\n"
 
 
-def test_a_worker_whose_peer_never_comes_ends_after_the_stated_timeout(tmp_path):
+def lonely_worker(tmp_path, timeout):
+    """The command and environment of worker 0 of a two-worker cluster whose other worker
+    never starts, waiting up to `timeout` seconds."""
     import json
     import socket
-    import subprocess
     import sys
 
     ports = []
@@ -120,15 +121,52 @@ def test_a_worker_whose_peer_never_comes_ends_after_the_stated_timeout(tmp_path)
         with socket.socket() as probe:
             probe.bind(("localhost", 0))
             ports.append(probe.getsockname()[1])
-    env = dict(os.environ, TFVAE_CLUSTER_TIMEOUT="2", TF_CONFIG=json.dumps({
+    env = dict(os.environ, TFVAE_CLUSTER_TIMEOUT=str(timeout), TF_CONFIG=json.dumps({
         "cluster": {"worker": [f"localhost:{port}" for port in ports]},
         "task": {"type": "worker", "index": 0}}))
-    result = subprocess.run([sys.executable, "-m", "tfvae.train", "--strategy", "multi-worker",
-                             "--model", "mlp", "--out", str(tmp_path / "run")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    argv = [sys.executable, "-m", "tfvae.train", "--strategy", "multi-worker", "--model", "mlp",
+            "--out", str(tmp_path / "run")]
+    return argv, env
+
+
+def test_a_worker_whose_peer_never_comes_ends_after_the_stated_timeout(tmp_path):
+    import subprocess
+
+    argv, env = lonely_worker(tmp_path, timeout=2)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and "did not all connect within 2 s" in errors[0], result.stderr
+
+
+def test_sigterm_ends_a_worker_waiting_for_its_peers_at_once_with_one_line(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    argv, env = lonely_worker(tmp_path, timeout=120)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        seen = []
+        while not seen or not seen[-1].startswith("waiting up to 120 s"):
+            seen.append(process.stderr.readline())
+            assert seen[-1], "".join(seen)  # it ended before waiting
+        for _ in range(600):  # until TensorFlow's preemption notifier has set its handler
+            with open(f"/proc/{process.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+            if int(caught, 16) >> (signal.SIGTERM - 1) & 1:
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        stderr = "".join(seen) + process.communicate(timeout=30)[1]  # not the 120 s
+    finally:
+        process.kill()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in stderr and len(errors) == 1, stderr
+    assert errors[0].startswith("error: stopped by SIGTERM while waiting for the workers of "
+                                "TF_CONFIG's cluster (localhost:"), stderr
+    assert process.returncode == -signal.SIGKILL  # TensorFlow holds SIGTERM's handler
 
 
 def test_a_streamed_folder_that_loses_its_files_during_training_is_one_line(

@@ -1,10 +1,12 @@
 """tf.distribute strategy, worker roles and mixed-precision policy from the config."""
 
+import contextlib
 import json
 import os
 import select
 import signal
 import sys
+import time
 
 import tensorflow as tf
 
@@ -43,14 +45,20 @@ CLUSTER_TIMEOUT_VARIABLE = "TFVAE_CLUSTER_TIMEOUT"
 
 def wait_for_cluster(make_strategy):
     """`make_strategy()`, which blocks inside TensorFlow until every worker has connected,
-    with a deadline ($TFVAE_CLUSTER_TIMEOUT seconds, default 600) and Ctrl-C honoured.
+    with a deadline ($TFVAE_CLUSTER_TIMEOUT seconds, default 600), and Ctrl-C and SIGTERM
+    honoured.
 
     TensorFlow waits forever by default, holding the GIL, so no Python signal handler or
     thread runs meanwhile: the deadline is the coordination service's own registration
     timeout, configured here as the strategy would configure it (a worker then gets a
     TfvaeError), backed by a watchdog process for the worker that holds the service, which
     waits past it; Ctrl-C gets its default action (ending the process) for the wait.
-    TensorFlow's preemption notifier takes SIGTERM during the wait: the deadline ends it.
+    TensorFlow's preemption notifier, started with the wait, installs a SIGTERM handler that
+    only notes the signal; so SIGTERM is blocked for the wait, in this thread and in the threads
+    TensorFlow starts from it, and stays pending: the watchdog sees it (on Linux, in /proc) and
+    ends the process with one line and SIGKILL (exit status 137). One that comes as the wait
+    ends is delivered after it, to the handler from before (by default the process ends, exit
+    status 143).
     """
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import multi_worker_util
@@ -72,40 +80,88 @@ def wait_for_cluster(make_strategy):
                 name=job, num_tasks=cluster.num_tasks(job))
                 for job in ("chief", "worker") if job in cluster.jobs],
             cluster_register_timeout_in_ms=int(timeout * 1000))
+    cluster_hosts = f"TF_CONFIG's cluster ({', '.join(_peers())})"
+    failure = (f"the workers of {cluster_hosts} did not all connect within {timeout:g} s{{}}: "
+               f"start them, or correct their hosts and ports (${CLUSTER_TIMEOUT_VARIABLE} sets "
+               f"the wait)")
+    with _signals_for_the_wait():
+        print(f"waiting up to {timeout:g} s for the workers of {cluster_hosts}",
+              file=sys.stderr, flush=True)
+        # The worker holding the coordination service waits past its registration timeout.
+        watchdog, done = _watchdog(
+            timeout + min(timeout, 30), timeout_line="error: " + failure.format(""),
+            sigterm_line=f"error: stopped by SIGTERM while waiting for the workers of "
+                         f"{cluster_hosts}")
+        try:
+            return make_strategy()
+        except (tf.errors.OpError, RuntimeError) as error:
+            raise TfvaeError(failure.format(f" ({first_line(error)[:120]})")) from None
+        finally:
+            os.close(done)  # the watchdog sees the pipe close and exits
+            os.waitpid(watchdog, 0)
+
+
+@contextlib.contextmanager
+def _signals_for_the_wait():
+    """SIGINT and SIGTERM get their default actions and SIGTERM is blocked within; on the way
+    out both handlers are restored (SIGTERM's replacing TensorFlow's), then the mask, so that a
+    SIGTERM that came meanwhile is delivered then."""
     handlers = {number: signal.signal(number, signal.SIG_DFL)
                 for number in (signal.SIGINT, signal.SIGTERM)}
-    print(f"waiting up to {timeout:g} s for the workers of TF_CONFIG's cluster "
-          f"({', '.join(_peers())})", file=sys.stderr, flush=True)
-    failure = (f"the workers of TF_CONFIG's cluster ({', '.join(_peers())}) did not all "
-               f"connect within {timeout:g} s{{}}: start them, or correct their hosts and ports "
-               f"(${CLUSTER_TIMEOUT_VARIABLE} sets the wait)")
-    # The worker holding the coordination service waits past its registration timeout.
-    watchdog, done = _watchdog(timeout + min(timeout, 30), "error: " + failure.format(""))
+    # Blocked before the watchdog's fork, which also ends numpy's OpenBLAS threads (started
+    # again from this thread), and before TensorFlow starts its threads, which inherit the mask.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     try:
-        return make_strategy()
-    except (tf.errors.OpError, RuntimeError) as error:
-        raise TfvaeError(failure.format(f" ({first_line(error)[:120]})")) from None
+        yield
     finally:
-        os.close(done)  # the watchdog sees the pipe close and exits
-        os.waitpid(watchdog, 0)
         for number, handler in handlers.items():
             signal.signal(number, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _watchdog(seconds, line):
-    """A child process that prints `line` and ends this one with SIGKILL unless the returned
-    pipe end is closed within `seconds`: (its PID, the pipe end)."""
+# How often the watchdog looks for a SIGTERM pending for the waiting process, in seconds.
+SIGTERM_POLL_SECONDS = 0.2
+
+
+def _watchdog(seconds, timeout_line, sigterm_line):
+    """A child process that ends this one with SIGKILL, printing `sigterm_line` as soon as a
+    SIGTERM is pending for it, or `timeout_line` unless the returned pipe end is closed within
+    `seconds`: (its PID, the pipe end).
+
+    SIGKILL, because TensorFlow holds the GIL and its handler for SIGTERM. The child keeps
+    SIGTERM blocked, so that a SIGTERM sent to the whole process group (as systemd and Slurm
+    do) does not end it before it has ended the waiting process.
+    """
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child touches nothing of TensorFlow's
         os.close(write_end)
-        ready, _, _ = select.select([read_end], [], [], seconds)
-        if not ready:
+        deadline = time.monotonic() + seconds
+        line = None
+        while line is None and not select.select([read_end], [], [], SIGTERM_POLL_SECONDS)[0]:
+            if _sigterm_pending(parent):
+                line = sigterm_line
+            elif time.monotonic() >= deadline:
+                line = timeout_line
+        if line is not None:
             os.write(2, (line + "\n").encode())
-            os.kill(os.getppid(), signal.SIGKILL)  # TensorFlow takes SIGTERM for itself
+            os.kill(parent, signal.SIGKILL)
         os._exit(0)
     os.close(read_end)
     return pid, write_end
+
+
+def _sigterm_pending(pid):
+    """True if a SIGTERM waits, blocked, for process `pid` or its main thread (Linux's /proc;
+    False where there is none)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:
+        return False
+    pending = int(fields.get("ShdPnd", "0"), 16) | int(fields.get("SigPnd", "0"), 16)
+    return bool(pending >> (signal.SIGTERM - 1) & 1)
 
 
 def _peers():
