@@ -1,6 +1,6 @@
 """How well the conv and the fully connected model keep colour: issue #37's tinted digits.
 
-    TFVAE_DATA_DIR=path/to/data python -m benchmarks.tinted_colour --epochs 12
+    TFVAE_DATA_DIR=path/to/data python -m benchmarks.tinted_colour --epochs 30
 
 Writes 2,048 MNIST training digits, resized to 32x32 and each multiplied by its own random RGB
 colour, as PNGs into a temporary folder; trains on them with `--binarize none --likelihood
@@ -60,7 +60,7 @@ def colour_errors(model, images, digit_pixels):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args(argv)
     digits, _ = mnist.load("mnist", "train", os.environ.get("TFVAE_DATA_DIR"))
     digits = digits[:TRAIN_IMAGES + TEST_IMAGES]
