@@ -327,7 +327,8 @@ class KerasFitMixin:
         Args:
           x: images (uint8, or floats in [0, 1]), encoded as given, without binarization;
             conditional models take a tuple (images, labels).
-          *args, **kwargs: as keras.Model.predict.
+          *args: as keras.Model.predict.
+          **kwargs: as keras.Model.predict.
         """
         images, labels = (x[0], x[1]) if isinstance(x, tuple) and len(x) == 2 else (x, None)
         self._check_arrays(images, labels)

@@ -14,7 +14,9 @@ def quantile_grid(grid, low=0.05, high=0.95):
 
     Args:
       grid: tiles per side.
-      low, high: the outermost quantiles; symmetric by default, so the values are too.
+      low: the lowest quantile (the left column and the bottom row).
+      high: the highest quantile (the right column and the top row); symmetric to `low` by
+        default, so the values are too.
     """
     values = tf.math.ndtri(tf.linspace(low, high, grid)).numpy().astype(np.float32)  # [grid]
     z1, z2 = np.meshgrid(values, values[::-1])  # each [grid, grid]

@@ -166,7 +166,9 @@ def elbo(log_px_z, z, mean, logvar, kl="analytic", kl_weight=1.0, log_pz=None, l
 
     Args:
       log_px_z: [batch] log-likelihood of each image under its decoded z.
-      z, mean, logvar: [batch, latent].
+      z: [batch, latent], the sample from q(z|x).
+      mean: [batch, latent], the mean of the encoder's Gaussian.
+      logvar: [batch, latent], its log-variance.
       kl: 'mc' estimates the KL from the same z as log q(z|x) - log p(z), which makes the
         ELBO the tutorial's single-sample log p(x|z) + log p(z) - log q(z|x); 'analytic'
         uses the closed form.

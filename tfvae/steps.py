@@ -159,10 +159,12 @@ def iwae_terms(model, x, labels, draw, k, chunk):
     Memory holds one chunk's logits, [B, chunk, H, W, C], whatever k is.
 
     Args:
-      x: [B, H, W, C]; labels: [B].
+      x: [B, H, W, C].
+      labels: [B]; only conditional models use them.
       draw: `draw(start, size) -> eps [B, size, latent]`, the noise of samples
         start .. start + size - 1; `start` may be a tensor, `size` is a Python int.
-      k, chunk: Python ints, the number of samples and how many to decode at once.
+      k: the number of samples (a Python int).
+      chunk: how many samples to decode at once (a Python int).
 
     Returns:
       A dict of [B] tensors: 'iwae' (L_k), 'reconstruction' (log p(x|z) averaged over the k

@@ -24,8 +24,9 @@ def write_image_summaries(model, step, z, labels, originals, original_labels=Non
     Args:
       model: a tfvae VAE.
       step: the summary step (an epoch number).
-      z, labels: the grid's latents [N, latent_dim] and, for conditional models, labels [N],
-        as figures.progress_latents draws them: one row per class, or 8 x 8.
+      z: the grid's latents [N, latent_dim], as figures.progress_latents draws them: one row
+        per class, or 8 x 8.
+      labels: the grid's labels [N] (conditional models).
       originals: images [M, H, W(, C)] (uint8 or floats in [0, 1]) to reconstruct.
       original_labels: their labels [M] (conditional models).
     """

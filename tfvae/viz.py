@@ -193,9 +193,10 @@ def save_labelled_grid(path, images, rows, row_labels=None, col_labels=None, tit
     """Writes images [N, H, W(, C)] as a grid of `rows` rows with a label on each row/column.
 
     Args:
-      row_labels, col_labels: text beside each row and above each column (e.g. the digit a
-        conditional model was asked for, and the style's number).
-      row_title, col_title: what the row and column labels are.
+      row_labels: text beside each row (e.g. the digit a conditional model was asked for).
+      col_labels: text above each column (e.g. the style's number).
+      row_title: what the row labels are.
+      col_title: what the column labels are.
     """
     canvas = image_grid(images, rows)
     cols = -(-len(images) // rows)
