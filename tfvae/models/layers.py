@@ -115,8 +115,9 @@ def keras_twin(layer):
 
 
 def with_keras_logits_layer(model):
-    """A copy of a ConvVAE, same weights, whose logits layer is Keras's own (`keras_twin`): the
-    tests' oracle and benchmarks/eval_speed.py's "before"."""
+    """A copy of a ConvVAE without the colour path (its decoder a keras.Sequential), same
+    weights, whose logits layer is Keras's own (`keras_twin`): the tests' oracle and
+    benchmarks/eval_speed.py's "before"."""
     copy = type(model).from_config(model.get_config())
     copy.decoder = keras.Sequential(
         [keras_twin(layer) if isinstance(layer, Conv2DTranspose) else layer
