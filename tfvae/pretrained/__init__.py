@@ -4,7 +4,9 @@ Each lives in tfvae/pretrained/NAME/ beside this file: `model.keras` (the traine
 `keras.models.load_model`), the run's `config.json`, `pretrained.json` (the command, commit,
 CPU and date that made it and the numbers it reaches) and `digits.npz` (the first test image of
 each class and the latent means of the first test images), so that `generate --transition`
-needs no data. They are read-only: generate and evaluate write into --out.
+needs no data. They are read-only: generate and evaluate write into --out. The digits are
+images of the MNIST test set (Yann LeCun, Corinna Cortes and Christopher J. C. Burges), made
+available under the Creative Commons Attribution-Share Alike 3.0 license.
 
 Example:
     >>> from tfvae import pretrained
