@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import cli_error
 
-from tfvae import train, viz
+from tfvae import MlpVAE, figures, train, viz
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -18,6 +18,22 @@ def test_grids_of_large_images_are_drawn_at_a_size_pil_reads_back(tmp_path):
     viz.save_grid(path, np.zeros([16, 1100, 1100], np.float32), rows=4)
     assert max(imageio.imread(path).shape) <= 4096  # PIL warns past 89M pixels
     viz.gif_from_pngs(str(tmp_path / "training.gif"), [path, path], captions=["1", "2"])
+
+
+def test_pictures_of_large_images_are_drawn_a_bounded_number_of_pixels_at_a_time(monkeypatch):
+    side = 300  # a 1000x1000 run's pictures decoded 64 such images at once: 16 GB
+    model = MlpVAE(latent_dim=2, hidden_units=(4,), image_shape=(side, side, 1))
+    batches = []
+    for name in ("encode", "decode"):
+        def recorded(x, *args, method=getattr(model, name), **kwargs):
+            batches.append(len(x))
+            return method(x, *args, **kwargs)
+        monkeypatch.setattr(model, name, recorded)
+    x = np.zeros([20, side, side, 1], np.float32)
+    samples, reconstructions = figures.progress_images(model, 0, x[:16], None)
+    assert len(samples) == 64 and len(reconstructions) == 16
+    assert len(figures.encode_means(model, x)) == 20 and len(figures.manifold_images(model)) > 64
+    assert max(batches) * side * side <= figures.PIXELS_PER_CALL, batches
 
 
 def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):
