@@ -20,6 +20,16 @@ def test_grids_of_large_images_are_drawn_at_a_size_pil_reads_back(tmp_path):
     viz.gif_from_pngs(str(tmp_path / "training.gif"), [path, path], captions=["1", "2"])
 
 
+def test_animations_of_large_images_have_frames_of_a_bounded_size(tmp_path):
+    path, png = str(tmp_path / "transition.gif"), str(tmp_path / "grid.png")
+    viz.save_animation(path, np.zeros([3, 1100, 1100, 1], np.float32), captions=["a", "b", "c"])
+    viz.save_grid(png, np.zeros([16, 1100, 1100], np.float32), rows=4)  # 4096 pixels a side
+    viz.gif_from_pngs(str(tmp_path / "training.gif"), [png, png], captions=["1", "2"])
+    for name in ("transition.gif", "training.gif"):
+        height, width = imageio.mimread(str(tmp_path / name))[0].shape[:2]
+        assert width <= viz.MAX_ANIMATION_SIDE and height <= viz.MAX_ANIMATION_SIDE + 50, name
+
+
 def test_pictures_of_large_images_are_drawn_a_bounded_number_of_pixels_at_a_time(monkeypatch):
     side = 300  # a 1000x1000 run's pictures decoded 64 such images at once: 16 GB
     model = MlpVAE(latent_dim=2, hidden_units=(4,), image_shape=(side, side, 1))
