@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import cli_error
 
-from tfvae import MlpVAE, figures, train, viz
+from tfvae import MlpVAE, figures, generate, rundir, train, viz
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -44,6 +44,17 @@ def test_pictures_of_large_images_are_drawn_a_bounded_number_of_pixels_at_a_time
     assert len(samples) == 64 and len(reconstructions) == 16
     assert len(figures.encode_means(model, x)) == 20 and len(figures.manifold_images(model)) > 64
     assert max(batches) * side * side <= figures.PIXELS_PER_CALL, batches
+
+
+def test_pictures_of_more_large_images_than_memory_holds_are_refused_up_front(tmp_path,
+                                                                               capsys):
+    """--samples 10000 of a 1000x1000 run decoded 40 GB before drawing them."""
+    run_dir = tmp_path / "run"
+    rundir.prepare(str(run_dir), Config(image_size=(1000, 1000), latent_dim=2))
+    for flags, fewer in ((["--samples", "10000"], "--samples 268"),
+                         (["--manifold", "--grid", "20"], "--grid 16")):
+        message = cli_error(generate.main, [str(run_dir), *flags], capsys)
+        assert "1000x1000" in message and fewer in message, message
 
 
 def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):
