@@ -31,7 +31,7 @@ def test_animations_of_large_images_have_frames_of_a_bounded_size(tmp_path):
 
 
 def test_pictures_of_large_images_are_drawn_a_bounded_number_of_pixels_at_a_time(monkeypatch):
-    side = 300  # a 1000x1000 run's pictures decoded 64 such images at once: 16 GB
+    side = 300  # 8 images a call; a 1000x1000 run decoded 64 at once and passed 16 GB
     model = MlpVAE(latent_dim=2, hidden_units=(4,), image_shape=(side, side, 1))
     batches = []
     for name in ("encode", "decode"):

@@ -25,8 +25,8 @@ NUM_RECONSTRUCTIONS = 16
 PROGRESS_GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional: 10 digits x 10 styles
 UNLABELLED_STOPS = 8  # images a transition walks through when there are no classes
 # Pixels a model call encodes or decodes, so memory stays bounded whatever is asked and
-# however large the images: a thousand 32x32 images per call, a single 1000x1000 one.
-PIXELS_PER_CALL = 1000 * 32 * 32
+# however large the images: a thousand MNIST digits per call, as before, or one 1000x1000 image.
+PIXELS_PER_CALL = 1000 * 28 * 28
 
 
 def images_per_call(model):
