@@ -6,9 +6,9 @@ import os
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from helpers import cli_error
+from helpers import cli_error, make_run
 
-from tfvae import MlpVAE, figures, generate, rundir, train, viz
+from tfvae import MlpVAE, catalog, evaluate, figures, generate, rundir, train, viz
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -55,6 +55,17 @@ def test_pictures_of_more_large_images_than_memory_holds_are_refused_up_front(tm
                          (["--manifold", "--grid", "20"], "--grid 16")):
         message = cli_error(generate.main, [str(run_dir), *flags], capsys)
         assert "1000x1000" in message and fewer in message, message
+
+
+def test_resizing_more_digits_than_memory_holds_is_refused_up_front(tmp_path, monkeypatch,
+                                                                     capsys):
+    """10000 test digits at 1000x1000 are 50 GB as uint8 and float32: evaluate died in
+    std::bad_alloc. Here 30 digits at 100x100 and 1 MB of usable memory stand in for them."""
+    run_dir, _ = make_run(str(tmp_path), model="mlp", hidden_units=(4,), image_size=(100, 100))
+    monkeypatch.setattr(catalog, "usable_memory", lambda: 2**20)
+    message = cli_error(evaluate.main, [run_dir, "--k", "1"], capsys)
+    assert "the 30 test images of mnist at 100x100" in message and "--subset N" in message
+    assert "1 GiB" not in message
 
 
 def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):
