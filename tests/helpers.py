@@ -98,10 +98,12 @@ def fake_test_split(directory):
     return directory
 
 
-def make_run(root, latent_dim=2, conditional=False, seed=0):
-    """A run directory as training leaves it: config.json and a checkpoint of an untrained model."""
+def make_run(root, latent_dim=2, conditional=False, seed=0, **overrides):
+    """A run directory as training leaves it: config.json and a checkpoint of an untrained model
+    (`overrides`: other Config values)."""
     data_dir = fake_test_split(os.path.join(root, "data"))
-    config = Config(latent_dim=latent_dim, conditional=conditional, seed=seed, data_dir=data_dir)
+    config = Config(latent_dim=latent_dim, conditional=conditional, seed=seed, data_dir=data_dir,
+                    **overrides)
     run_dir = os.path.join(root, "run")
     rundir.prepare(run_dir, config)
     keras.utils.set_random_seed(seed)

@@ -6,9 +6,9 @@ import os
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from helpers import cli_error
+from helpers import cli_error, make_run
 
-from tfvae import train, viz
+from tfvae import MlpVAE, catalog, evaluate, figures, generate, rundir, train, viz
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 
@@ -18,6 +18,54 @@ def test_grids_of_large_images_are_drawn_at_a_size_pil_reads_back(tmp_path):
     viz.save_grid(path, np.zeros([16, 1100, 1100], np.float32), rows=4)
     assert max(imageio.imread(path).shape) <= 4096  # PIL warns past 89M pixels
     viz.gif_from_pngs(str(tmp_path / "training.gif"), [path, path], captions=["1", "2"])
+
+
+def test_animations_of_large_images_have_frames_of_a_bounded_size(tmp_path):
+    path, png = str(tmp_path / "transition.gif"), str(tmp_path / "grid.png")
+    viz.save_animation(path, np.zeros([3, 1100, 1100, 1], np.float32), captions=["a", "b", "c"])
+    viz.save_grid(png, np.zeros([16, 1100, 1100], np.float32), rows=4)  # 4096 pixels a side
+    viz.gif_from_pngs(str(tmp_path / "training.gif"), [png, png], captions=["1", "2"])
+    for name in ("transition.gif", "training.gif"):
+        height, width = imageio.mimread(str(tmp_path / name))[0].shape[:2]
+        assert width <= viz.MAX_ANIMATION_SIDE and height <= viz.MAX_ANIMATION_SIDE + 50, name
+
+
+def test_pictures_of_large_images_are_drawn_a_bounded_number_of_pixels_at_a_time(monkeypatch):
+    side = 300  # 8 images a call; a 1000x1000 run decoded 64 at once and passed 16 GB
+    model = MlpVAE(latent_dim=2, hidden_units=(4,), image_shape=(side, side, 1))
+    batches = []
+    for name in ("encode", "decode"):
+        def recorded(x, *args, method=getattr(model, name), **kwargs):
+            batches.append(len(x))
+            return method(x, *args, **kwargs)
+        monkeypatch.setattr(model, name, recorded)
+    x = np.zeros([20, side, side, 1], np.float32)
+    samples, reconstructions = figures.progress_images(model, 0, x[:16], None)
+    assert len(samples) == 64 and len(reconstructions) == 16
+    assert len(figures.encode_means(model, x)) == 20 and len(figures.manifold_images(model)) > 64
+    assert max(batches) * side * side <= figures.PIXELS_PER_CALL, batches
+
+
+def test_pictures_of_more_large_images_than_memory_holds_are_refused_up_front(tmp_path,
+                                                                               capsys):
+    """--samples 10000 of a 1000x1000 run decoded 40 GB before drawing them."""
+    run_dir = tmp_path / "run"
+    rundir.prepare(str(run_dir), Config(image_size=(1000, 1000), latent_dim=2))
+    for flags, fewer in ((["--samples", "10000"], "--samples 268"),
+                         (["--manifold", "--grid", "20"], "--grid 16")):
+        message = cli_error(generate.main, [str(run_dir), *flags], capsys)
+        assert "1000x1000" in message and fewer in message, message
+
+
+def test_resizing_more_digits_than_memory_holds_is_refused_up_front(tmp_path, monkeypatch,
+                                                                     capsys):
+    """10000 test digits at 1000x1000 are 50 GB as uint8 and float32: evaluate died in
+    std::bad_alloc. Here 30 digits at 100x100 and 1 MB of usable memory stand in for them."""
+    run_dir, _ = make_run(str(tmp_path), model="mlp", hidden_units=(4,), image_size=(100, 100))
+    monkeypatch.setattr(catalog, "usable_memory", lambda: 2**20)
+    message = cli_error(evaluate.main, [run_dir, "--k", "1"], capsys)
+    assert "the 30 test images of mnist at 100x100" in message and "--subset N" in message
+    assert "1 GiB" not in message
 
 
 def test_images_too_large_to_train_are_refused_up_front(tmp_path, capsys):

@@ -3,12 +3,17 @@ non-finite model saved as good, memory that grows with k (issue #37)."""
 
 import dataclasses
 import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import cli_error, tiny_config, to_argv
+from helpers import ROOT, cli_error, tiny_config, to_argv
 
 from tfvae import checkpoints, evaluate, generate, rundir, steps, train
 
@@ -130,6 +135,65 @@ def test_iwae_memory_does_not_grow_with_k(two_runs):
     # variable is a tensor of a fixed shape, the same whatever k is.
     assert all(dtype != tf.variant and shape.is_fully_defined() for dtype, shape in huge), huge
     assert huge == loop_state(500)
+
+
+# The evaluation command with faulthandler listening on SIGUSR1: the test can then ask where
+# the program is while it is inside TensorFlow, where Python runs no code of its own.
+WATCHED_EVALUATION = ("import faulthandler, runpy, signal; faulthandler.enable(); "
+                      "faulthandler.register(signal.SIGUSR1); "
+                      "runpy.run_module('tfvae.evaluate', run_name='__main__', alter_sys=True)")
+WRITABLE_MEMORY_CAP = 3 * 2**30  # bytes; the evaluation below holds about 0.4 GiB
+
+
+def limit_writable_memory():
+    """In the child: RLIMIT_DATA, the private writable memory TensorFlow's allocations and
+    thread stacks commit (RLIMIT_AS would also count the address space TensorFlow reserves but
+    never uses, which grows with the number of cores); and SIGUSR1 ignored until faulthandler
+    listens for it, so an early one cannot kill the program."""
+    resource.setrlimit(resource.RLIMIT_DATA, (WRITABLE_MEMORY_CAP, WRITABLE_MEMORY_CAP))
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def stack_now(process, stderr_path):
+    """The Python stack `process` is in now, as faulthandler prints it on SIGUSR1."""
+    with open(stderr_path) as f:
+        before = len(f.read())
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    with open(stderr_path) as f:
+        return f.read()[before:]
+
+
+def test_evaluation_memory_stays_bounded_at_a_huge_k(two_runs, tmp_path):
+    """`python -m tfvae.evaluate --k 10**9 --chunk 1` on three images, its writable memory
+    capped at 3 GiB. Before the fix, the compiled scoring call reserved a list of one entry per
+    chunk (10**9, over 22 GiB) as it began, and died; now it scores on in constant memory. It
+    would take years to finish: the test waits until it is inside that call, then checks it is
+    still there, alive, seconds later."""
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", WATCHED_EVALUATION, two_runs[0], "--k", str(10**9),
+             "--chunk", "1", "--subset", "3", "--out", str(tmp_path)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+            preexec_fn=limit_writable_memory)
+
+    def scoring():
+        stack = stack_now(process, stderr_path)
+        return "in score_batches" in stack and "in quick_execute" in stack
+
+    def failure():
+        return f"exit status {process.poll()}; " + stderr_path.read_text()[-3000:]
+
+    try:
+        deadline = time.monotonic() + 300  # a bound for a stalled start, never reached
+        while not scoring():
+            assert process.poll() is None and time.monotonic() < deadline, failure()
+        time.sleep(3)
+        assert scoring() and process.poll() is None, failure()
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_generate_never_replaces_a_users_file_outside_a_run(two_runs, tmp_path, capsys):

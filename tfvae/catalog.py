@@ -105,12 +105,16 @@ def split_names(name, test_fraction):
         return {"train": f"train[:{kept}%]", "test": f"train[{kept}%:]"}
 
 
+def usable_memory():
+    """Bytes a data set may take in memory: half this machine's."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
 def check_fits_memory(name, split, split_info, size, shape):
     """Refuses a tensorflow-datasets split whose decoded images would not fit in memory."""
     count = min(split_info.num_examples, size or split_info.num_examples) if split_info else 0
     needed = count * int(np.prod(shape))
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    if needed > available:
+    if needed > usable_memory():
         raise DataError(f"the {count} {split} images of {name} take {needed / 2**30:.1f} GiB "
                         f"decoded, more than half this machine's memory: pass --train-size N "
                         "or a smaller --image-size H W")

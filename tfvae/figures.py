@@ -24,12 +24,22 @@ MORPH_STYLES = 4  # styles shown side by side while the class morphs
 NUM_RECONSTRUCTIONS = 16
 PROGRESS_GRID_SIDE = 8  # unconditional progress grids are 8x8; conditional: 10 digits x 10 styles
 UNLABELLED_STOPS = 8  # images a transition walks through when there are no classes
-DECODE_BATCH = 1000  # images decoded per call, so memory stays bounded whatever is asked
+# Pixels a model call encodes or decodes, so memory stays bounded whatever is asked and
+# however large the images: a thousand MNIST digits per call, as before, or one 1000x1000 image.
+PIXELS_PER_CALL = 1000 * 28 * 28
 
 
-def decode_images(model, z, labels=None, batch_size=DECODE_BATCH):
-    """Images [N, H, W, C] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time."""
+def images_per_call(model):
+    """How many of `model`'s images one call to it handles: PIXELS_PER_CALL, at least one."""
+    height, width, _ = model.image_shape
+    return max(1, PIXELS_PER_CALL // (height * width))
+
+
+def decode_images(model, z, labels=None, batch_size=None):
+    """Images [N, H, W, C] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time
+    (default: `images_per_call`)."""
     z = np.asarray(z, np.float32)
+    batch_size = batch_size or images_per_call(model)
     pieces = []
     for start in range(0, len(z), batch_size):
         batch_labels = None if labels is None else labels[start:start + batch_size]
@@ -111,10 +121,11 @@ def manifold_images(model, grid=GRID, label=0):
     return decode_images(model, z, labels)
 
 
-def encode_means(model, x, labels=None, batch_size=1000):
+def encode_means(model, x, labels=None):
     """Where images x [N, H, W, C] sit in z, [N, latent_dim] (`VAE.posterior_location`: the
     posterior means of a one-layer Gaussian model), in batches."""
     means = []
+    batch_size = images_per_call(model)
     for start in range(0, len(x), batch_size):
         batch_labels = labels[start:start + batch_size] if model.conditional else None
         mean, logvar = model.encode(x[start:start + batch_size], batch_labels)
@@ -238,8 +249,13 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
 
 def reconstruct(model, x, labels=None):
     """Reconstruction probabilities of images x [N, H, W, C], decoded from the posterior mean."""
-    logits, _, _ = model(x, labels if model.conditional else None)
-    return model.likelihood.mean(logits).numpy()
+    batch_size = images_per_call(model)
+    pieces = []
+    for start in range(0, len(x), batch_size):
+        batch_labels = labels[start:start + batch_size] if model.conditional else None
+        logits, _, _ = model(x[start:start + batch_size], batch_labels)
+        pieces.append(model.likelihood.mean(logits).numpy())
+    return np.concatenate(pieces)
 
 
 def write_reconstructions(model, path, x, labels):

@@ -7,6 +7,7 @@ themselves are made by tfvae.figures.
 """
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -16,6 +17,9 @@ from tfvae.cli import DEFAULT_SAMPLES, parse_generate
 from tfvae.errors import TfvaeError, exit_on_error
 
 INTERRUPTED = "interrupted: the files already written are complete; rerun to write the rest"
+# Decoded values one picture may hold (1 GiB as float32): 10000 MNIST digits are 7.8M of them,
+# 268 images of 1000x1000 fill it.
+PICTURE_VALUES = 2**28
 
 
 def check_fits_run(args, config):
@@ -29,6 +33,28 @@ def check_fits_run(args, config):
     if args.manifold and config.latent_dim != 2:
         raise TfvaeError(f"--manifold needs a 2-D latent and {args.run_dir} has "
                          f"{config.latent_dim}: train with --latent-dim 2")
+    check_picture_sizes(args, config)
+
+
+def check_picture_sizes(args, config):
+    """Refuses pictures whose decoded images would not fit in PICTURE_VALUES: --samples and
+    --grid count the images, and each of a large-image run's costs as many as a thousand
+    MNIST digits."""
+    height, width, channels = config.image_shape
+    most = PICTURE_VALUES // (height * width * channels)
+    asked = []
+    if args.samples or args.digit is not None:
+        num = args.samples or DEFAULT_SAMPLES
+        if args.samples and config.conditional:  # whole rows of one image per class
+            num = -(-num // config.label_classes) * config.label_classes
+        asked.append((f"--samples {num}", num, f"--samples {most}"))
+    if args.manifold:
+        asked.append((f"--grid {args.grid}", args.grid**2, f"--grid {math.isqrt(most)}"))
+    for flag, images, fewer in asked:
+        if images > most:
+            raise TfvaeError(f"{flag} draws {images} images of {height}x{width} in one picture,"
+                             f" over the {most} that fit tfvae's 1 GiB for a picture: pass "
+                             f"{fewer} or fewer")
 
 
 def check_replaces_nothing(args, config, out):

@@ -103,9 +103,21 @@ def _load_mnist_like(config, splits):
         digits, labels = mnist.load(config.dataset, split, config.data_dir)
         digits, labels = _limit(Split(digits[..., None], labels), _sizes(config)[split])  # C=1
         if shape != MNIST_SHAPE:
+            _check_resized_fit(config, split, len(digits), shape)
             digits = images.convert_in_batches(tf.data.Dataset.from_tensor_slices(digits), shape)
         loaded[split] = Split(digits, labels.astype(np.int32))
     return resolve(config, shape, config.label_classes), loaded
+
+
+def _check_resized_fit(config, split, count, shape):
+    """Refuses to resize more digits than memory holds: as uint8, and a test set also as the
+    float32 it is scored in (10000 test digits at 1000x1000 are 50 GB)."""
+    needed = count * int(np.prod(shape)) * (5 if split == "test" else 1)
+    if needed > catalog.usable_memory():
+        fewer = "--train-size N" if split == "train" else "--test-size N (evaluate: --subset N)"
+        raise DataError(f"the {count} {split} images of {config.dataset} at {shape[0]}x"
+                        f"{shape[1]} take {needed / 2**30:.1f} GiB in memory, more than half "
+                        f"this machine's: pass {fewer} or a smaller --image-size H W")
 
 
 # Any tensorflow-datasets image set, by name.

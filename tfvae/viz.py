@@ -16,6 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 from tfvae.files import atomic_path
 
 MAX_PICTURE_SIDE = 4096  # pixels: PIL reads back up to 89M-pixel pictures without a warning
+# A GIF holds all its frames (a transition's 128, training.gif's one per epoch), so they are
+# drawn smaller: at 4000 pixels, 1000x1000 images' transition.gif was 142 MB and took 12 GB.
+MAX_ANIMATION_SIDE = 1024
 GRID_SCALE = 3  # sample and reconstruction grids: a 28-pixel digit drawn 84 pixels wide
 
 
@@ -44,16 +47,16 @@ def image_grid(images, rows, padding=2):
     return grid
 
 
-def upscale(grid, factor):
+def upscale(grid, factor, max_side=MAX_PICTURE_SIDE):
     """Nearest-neighbour enlargement of [H, W(, 3)], so 28-pixel digits are visible.
 
-    The result is at most MAX_PICTURE_SIDE pixels a side: a smaller factor, or below 1 a
+    The result is at most `max_side` pixels a side: a smaller factor, or below 1 a
     nearest-neighbour reduction, keeps grids of large images drawable (PIL refuses to read
     back pictures of over 179M pixels).
     """
-    factor = min(factor, MAX_PICTURE_SIDE // max(grid.shape[:2]))
+    factor = min(factor, max_side // max(grid.shape[:2]))
     if factor < 1:
-        step = -(-max(grid.shape[:2]) // MAX_PICTURE_SIDE)
+        step = -(-max(grid.shape[:2]) // max_side)
         return grid[::step, ::step]
     return grid.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else grid
 
@@ -113,9 +116,9 @@ def animation_frames(images, scale=4, padding=2, levels=64):
     images = np.asarray(images, np.float32)
     images = np.round(np.clip(images, 0.0, 1.0) * (levels - 1)) / (levels - 1)
     if images.ndim == 5 or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-        return np.stack([upscale(image_grid(row, rows=1, padding=padding), scale)
-                         for row in images])
-    return np.stack([upscale(tile, scale) for tile in to_uint8(images)])
+        return np.stack([upscale(image_grid(row, rows=1, padding=padding), scale,
+                                 MAX_ANIMATION_SIDE) for row in images])
+    return np.stack([upscale(tile, scale, MAX_ANIMATION_SIDE) for tile in to_uint8(images)])
 
 
 def caption_frames(frames, captions, font_size=16):
@@ -273,12 +276,13 @@ def class_colours(num_classes):
 
 
 def gif_from_pngs(path, png_paths, fps=4, captions=None):
-    """Animates PNG files of one size (e.g. the per-epoch frames) into a GIF.
+    """Animates PNG files of one size (e.g. the per-epoch frames) into a GIF, its frames at
+    most MAX_ANIMATION_SIDE pixels a side.
 
     Args:
       captions: optional text under each frame, e.g. its epoch.
     """
-    frames = [_frame(imageio.imread(p)) for p in png_paths]
+    frames = [upscale(_frame(imageio.imread(p)), 1, MAX_ANIMATION_SIDE) for p in png_paths]
     if captions is not None:
         frames = caption_frames(frames, captions, font_size=14)
     save_gif(path, frames, fps=fps)
