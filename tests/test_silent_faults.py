@@ -126,8 +126,12 @@ def test_iwae_memory_does_not_grow_with_k(two_runs):
                                                                                     tf.int64)
 
     def loop_state(k):
-        function = steps.make_iwae_function(model, config, k, 50)
-        return loop_state_shapes(function.get_concrete_function(*args).graph)
+        _, more, _ = steps.make_iwae_function(model, config, k, 50).calls
+        mean, logvar = model.encode(*args[:2])
+        scored = tf.zeros([3]), tf.zeros([2, 3])
+        function = more.get_concrete_function(*args, mean, logvar, scored, tf.constant(0),
+                                              tf.constant(100), 50)
+        return loop_state_shapes(function.graph)
 
     huge = loop_state(10**9)
     assert huge  # the samples are scored in a loop, one chunk at a time
@@ -164,12 +168,13 @@ def stack_now(process, stderr_path):
         return f.read()[before:]
 
 
-def test_evaluation_memory_stays_bounded_at_a_huge_k(two_runs, tmp_path):
+def test_evaluation_at_a_huge_k_stays_in_bounded_memory_and_stops_at_ctrl_c(two_runs, tmp_path):
     """`python -m tfvae.evaluate --k 10**9 --chunk 1` on three images, its writable memory
     capped at 3 GiB. Before the fix, the compiled scoring call reserved a list of one entry per
     chunk (10**9, over 22 GiB) as it began, and died; now it scores on in constant memory. It
-    would take years to finish: the test waits until it is inside that call, then checks it is
-    still there, alive, seconds later."""
+    would take years to finish: the test waits until it is inside a compiled call, checks it
+    is still scoring, alive, seconds later, then presses Ctrl-C. Before, one compiled call
+    scored all k samples, and Python, which handles the signal, never ran again."""
     stderr_path = tmp_path / "stderr"
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
@@ -191,6 +196,10 @@ def test_evaluation_memory_stays_bounded_at_a_huge_k(two_runs, tmp_path):
             assert process.poll() is None and time.monotonic() < deadline, failure()
         time.sleep(3)
         assert scoring() and process.poll() is None, failure()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130, failure()
+        said = stderr_path.read_text()
+        assert said.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in said
     finally:
         process.kill()
         process.wait()

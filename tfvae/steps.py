@@ -172,30 +172,42 @@ def iwae_terms(model, x, labels, draw, k, chunk):
       estimate would add noise; otherwise the average over the k samples) and 'elbo' (their
       difference).
     """
-    chunk = min(chunk, k)
-    full_chunks, rest = divmod(k, chunk)
+    mean, logvar, scored = start_iwae(model, x, labels)
+    for start, count, size in chunk_calls(k, chunk, calls_of=k):
+        scored = add_chunks(model, x, labels, mean, logvar, draw, scored, start, count, size)
+    return finish_iwae(model, mean, logvar, scored, k)
+
+
+def start_iwae(model, x, labels):
+    """The encoder's (mean, logvar) and the running scores of no samples yet: a [B]
+    logsumexp of log weights and [2, B] sums of the reconstruction and sampled KL terms."""
     mean, logvar = model.encode(x, labels)
+    running = tf.fill(tf.shape(mean[:, 0]), float("-inf"))
+    return mean, logvar, (running, tf.zeros_like(tf.stack([running, running])))
+
+
+def add_chunks(model, x, labels, mean, logvar, draw, scored, start, count, size):
+    """`scored` with `count` chunks of `size` samples more, the first sample `start`.
+
+    A running logsumexp over the chunks, not a list of them: memory stays one chunk's
+    whatever k is (a list of 10**9 / 50 chunks' [B] logsumexps is 8 GB at B = 100).
+    """
+    running, sums = scored
     prior_context = model.prior.context()  # what log p(z) reuses: computed once
+    # A loop, not a Python unroll: XLA then compiles one chunk's graph, not one per chunk.
+    for i in tf.range(count):
+        log_weights, terms = importance_weights(
+            model, x, labels, mean, logvar, draw(start + i * size, size),
+            prior_context=prior_context)
+        chunk_logsumexp = tf.reduce_logsumexp(log_weights, axis=1)
+        running = tf.reduce_logsumexp(tf.stack([running, chunk_logsumexp], axis=1), axis=1)
+        sums += tf.stack([terms["reconstruction"], terms["kl"]]) * size
+    return running, sums
 
-    def one_chunk(start, size):
-        log_weights, terms = importance_weights(model, x, labels, mean, logvar, draw(start, size),
-                                                prior_context=prior_context)
-        sums = tf.stack([terms["reconstruction"], terms["kl"]]) * size
-        return tf.reduce_logsumexp(log_weights, axis=1), sums
 
-    # A running logsumexp over the chunks, not a list of k / chunk of them: memory stays one
-    # chunk's whatever k is (a list of 10**9 / 50 chunks' [B] logsumexps is 8 GB at B = 100).
-    running = tf.fill(tf.shape(mean[:, 0]), float("-inf"))  # [B]
-    sums = tf.zeros_like(tf.stack([mean[:, 0], mean[:, 0]]))  # [2, B]: reconstruction, KL
-    # A loop, not a Python unroll: XLA then compiles one chunk's graph, not k / chunk copies.
-    for i in tf.range(full_chunks):
-        logsumexp, chunk_sums = one_chunk(i * chunk, chunk)
-        running = tf.reduce_logsumexp(tf.stack([running, logsumexp], axis=1), axis=1)
-        sums += chunk_sums
-    if rest:
-        logsumexp, chunk_sums = one_chunk(full_chunks * chunk, rest)
-        running = tf.reduce_logsumexp(tf.stack([running, logsumexp], axis=1), axis=1)
-        sums += chunk_sums
+def finish_iwae(model, mean, logvar, scored, k):
+    """iwae_terms' dict from the running scores of all k samples."""
+    running, sums = scored
     bound = losses.iwae_bound_from_chunks(running[:, None], k)
     reconstruction, sampled_kl = tf.unstack(sums / k)
     kl = losses.analytic_kl(mean, logvar) if model.closed_form_kl else sampled_kl
@@ -203,21 +215,55 @@ def iwae_terms(model, x, labels, draw, k, chunk):
             "kl": kl}
 
 
+def chunk_calls(k, chunk, calls_of):
+    """(first sample, chunks, chunk size) of each call that scores k samples `chunk` at a
+    time, at most `calls_of` samples (and one chunk) a call."""
+    chunk = min(chunk, k)
+    full_chunks, rest = divmod(k, chunk)
+    per_call = max(1, calls_of // chunk)
+    for first in range(0, full_chunks, per_call):
+        yield first * chunk, min(per_call, full_chunks - first), chunk
+    if rest:
+        yield full_chunks * chunk, 1, rest
+
+
+# Samples one compiled call of an evaluation scores at most: the call's time, and so how long
+# Ctrl-C waits for Python, stays bounded whatever k is; at the default chunk of 50, k up to
+# 5000 is one call.
+SAMPLES_PER_CALL = 5000
+
+
 def make_iwae_function(model, config, k, chunk):
     """Builds `iwae_step(x, labels, seed) -> [B, 4]`: per-image IWAE_METRIC_NAMES.
 
     `seed` is a [2] int64 tensor; the noise of samples start.. comes from
-    stateless_fold_in(seed, start), so a batch's result depends on its seed alone.
+    stateless_fold_in(seed, start), so a batch's result depends on its seed alone. The
+    samples are scored in compiled calls of at most SAMPLES_PER_CALL each (`iwae_step.calls`
+    are the compiled functions).
     """
 
-    @tf.function(jit_compile=config.xla)
-    def iwae_step(x, labels, seed):
+    def draw_from(x, seed):
         def draw(start, size):
             noise_seed = tf.random.experimental.stateless_fold_in(seed, start)
             return tf.random.stateless_normal([tf.shape(x)[0], size, model.latent_dim],
                                               seed=noise_seed)
+        return draw
 
-        terms = iwae_terms(model, x, labels, draw, k, chunk)
-        return tf.stack([terms[n] for n in IWAE_METRIC_NAMES], axis=1)
+    compiled = tf.function(jit_compile=config.xla)
+    start = compiled(lambda x, labels: start_iwae(model, x, labels))
+    more = compiled(lambda x, labels, seed, mean, logvar, scored, first, count, size: add_chunks(
+        model, x, labels, mean, logvar, draw_from(x, seed), scored, first, count, size))
+    finish = compiled(lambda mean, logvar, scored: tf.stack(
+        [finish_iwae(model, mean, logvar, scored, k)[n] for n in IWAE_METRIC_NAMES], axis=1))
 
+    def iwae_step(x, labels, seed):
+        mean, logvar, scored = start(x, labels)
+        for first, count, size in chunk_calls(k, chunk, SAMPLES_PER_CALL):
+            # int32, as tf.range made them when one call scored every sample: stateless_fold_in
+            # draws its seed in the dtype of `start`, so this keeps the numbers of tfvae 0.2.0.
+            scored = more(x, labels, seed, mean, logvar, scored, tf.constant(first, tf.int32),
+                          tf.constant(count, tf.int32), size)
+        return finish(mean, logvar, scored)
+
+    iwae_step.calls = (start, more, finish)
     return iwae_step
