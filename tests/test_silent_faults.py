@@ -219,3 +219,12 @@ def test_a_run_whose_checkpoints_vanished_is_refused_not_restarted(two_runs, tmp
     message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir,
                                      *to_argv(TINY)], capsys)
     assert "holds no checkpoint" in message and len(rundir.read_metrics(run_dir)) == 2
+    rundir.truncate_metrics(run_dir, 1)  # a one-epoch run, its checkpoints folder gone
+    message = cli_error(train.main, ["--data-dir", mnist_dir, "--out", run_dir,
+                                     *to_argv(TINY)], capsys)
+    assert "has trained 1 epoch(s)" in message and len(rundir.read_metrics(run_dir)) == 1
+    # A kill between epoch 1's metrics and its checkpoint leaves the (empty) folder: resumed.
+    os.makedirs(os.path.join(run_dir, "checkpoints"))
+    train.main(["--data-dir", mnist_dir, "--out", run_dir, *to_argv(TINY)])
+    assert [record["epoch"] for record in rundir.read_metrics(run_dir)] == [1, 2]
+    assert rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints"))

@@ -88,12 +88,13 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
             clear(run_dir)
     elif has_config:
         check_same_run(run_dir, load_config(run_dir), config)
-        done = checkpoint_steps(os.path.join(run_dir, CHECKPOINT_DIR))
+        checkpoint_dir = os.path.join(run_dir, CHECKPOINT_DIR)
+        done = checkpoint_steps(checkpoint_dir)
         trained = read_metrics(run_dir)
-        # Only a kill between epoch 1's metrics and its checkpoint leaves metrics without
-        # a checkpoint; past that, the checkpoints were lost, and training would silently
-        # start again from step 0.
-        if not done and trained and trained[-1]["epoch"] > 1:
+        # Only a kill between epoch 1's metrics and its checkpoint leaves metrics without a
+        # checkpoint, in the folder made below; past that, or without the folder, the
+        # checkpoints were lost, and training would silently start again from step 0.
+        if not done and trained and (trained[-1]["epoch"] > 1 or not os.path.isdir(checkpoint_dir)):
             raise TfvaeError(f"{run_dir} has trained {trained[-1]['epoch']} epoch(s) "
                              f"({METRICS_FILE}) but holds no checkpoint in {CHECKPOINT_DIR}/: "
                              "restore the checkpoints, or pass --overwrite to start afresh")
@@ -106,6 +107,7 @@ def prepare(run_dir, config, overwrite=False, steps_per_epoch=None):
              f"{config.epochs}: the KL weight ends at {config.epochs / config.kl_warmup_epochs:.2f}"
              ", so the run optimises a down-weighted KL to the end")
     write_json(os.path.join(run_dir, CONFIG_FILE), dataclasses.asdict(config))
+    os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
 
 
 @contextlib.contextmanager
