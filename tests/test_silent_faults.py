@@ -210,6 +210,15 @@ def test_generate_never_replaces_a_users_file_outside_a_run(two_runs, tmp_path, 
     message = cli_error(generate.main, [two_runs[0], "--samples", "4", "--out",
                                         str(tmp_path)], capsys)
     assert "samples.png" in message and (tmp_path / "samples.png").read_text() == "mine"
+    # What tfvae drew into a directory of its user's, it may draw again; not the user's files.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for _ in range(2):
+        generate.main([two_runs[0], "--samples", "4", "--out", str(mine)])
+    (mine / "manifold.png").write_text("mine")
+    message = cli_error(generate.main, [two_runs[0], "--samples", "4", "--manifold", "--out",
+                                        str(mine)], capsys)
+    assert "manifold.png" in message and (mine / "manifold.png").read_text() == "mine"
 
 
 def test_a_run_whose_checkpoints_vanished_is_refused_not_restarted(two_runs, tmp_path,

@@ -51,8 +51,10 @@ def wait_for_cluster(make_strategy):
     TensorFlow waits forever by default, holding the GIL, so no Python signal handler or
     thread runs meanwhile: the deadline is the coordination service's own registration
     timeout, configured here as the strategy would configure it (a worker then gets a
-    TfvaeError), backed by a watchdog process for the worker that holds the service, which
-    waits past it; Ctrl-C gets its default action (ending the process) for the wait.
+    TfvaeError), backed by a watchdog process that ends the process at the deadline with one
+    line and SIGKILL (exit status 137): the worker that holds the service waits past its own
+    timeout, and the others' errors come seconds late. Ctrl-C gets its default action (ending
+    the process, exit status 130) for the wait.
     TensorFlow's preemption notifier, started with the wait, installs a SIGTERM handler that
     only notes the signal; so SIGTERM is blocked for the wait, in this thread and in the threads
     TensorFlow starts from it, and stays pending: the watchdog sees it (on Linux, in /proc) and
@@ -87,9 +89,10 @@ def wait_for_cluster(make_strategy):
     with _signals_for_the_wait():
         print(f"waiting up to {timeout:g} s for the workers of {cluster_hosts}",
               file=sys.stderr, flush=True)
-        # The worker holding the coordination service waits past its registration timeout.
+        # The worker holding the coordination service waits past its registration timeout,
+        # and the others' errors come seconds after it: the watchdog keeps the stated time.
         watchdog, done = _watchdog(
-            timeout + min(timeout, 30), timeout_line="error: " + failure.format(""),
+            timeout, timeout_line="error: " + failure.format(""),
             sigterm_line=f"error: stopped by SIGTERM while waiting for the workers of "
                          f"{cluster_hosts}")
         try:

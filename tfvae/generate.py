@@ -7,6 +7,7 @@ themselves are made by tfvae.figures.
 """
 
 import dataclasses
+import json
 import math
 import os
 
@@ -15,6 +16,7 @@ import numpy as np
 from tfvae import checkpoints, data, figures, pretrained, rundir, viz
 from tfvae.cli import DEFAULT_SAMPLES, parse_generate
 from tfvae.errors import TfvaeError, exit_on_error
+from tfvae.files import write_json
 
 INTERRUPTED = "interrupted: the files already written are complete; rerun to write the rest"
 # Decoded values one picture may hold (1 GiB as float32): 10000 MNIST digits are 7.8M of them,
@@ -57,21 +59,39 @@ def check_picture_sizes(args, config):
                              f"{fewer} or fewer")
 
 
+# In an --out that is no run directory, the names of the pictures tfvae drew there: those it
+# may draw again; any other file of those names is the user's.
+DRAWN_FILE = ".tfvae_drawn.json"
+
+
 def check_replaces_nothing(args, config, out):
-    """Refuses to replace a file in an --out that is no run directory: it is the user's."""
-    if os.path.exists(os.path.join(out, rundir.CONFIG_FILE)):
-        return  # a run's pictures are tfvae's to redraw
+    """Refuses to replace a file in an --out that is no run directory, unless tfvae drew it
+    there; notes there the names this command draws."""
     names = [name for flag, name in (
         (args.samples, rundir.SAMPLES_FILE), (args.manifold, rundir.MANIFOLD_FILE),
         (args.reconstruct, rundir.RECONSTRUCTIONS_FILE), (args.scatter, rundir.SCATTER_FILE),
         (args.transition, rundir.TRANSITION_FILE),
         (args.transition and config.conditional, rundir.TRANSITION_CLASS_FILE),
         (args.digit is not None, rundir.DIGIT_PATTERN.format(args.digit))) if flag]
+    if os.path.exists(os.path.join(out, rundir.CONFIG_FILE)):
+        return  # a run's pictures are tfvae's to redraw
+    drawn = drawn_here(out)
     for name in names:
-        if os.path.lexists(os.path.join(out, name)):
+        if os.path.lexists(os.path.join(out, name)) and name not in drawn:
             raise TfvaeError(f"{os.path.join(out, name)!r} exists and {out} is not a run "
                              "directory, so it is not tfvae's to replace: move it away, or "
                              "choose another --out")
+    write_json(os.path.join(out, DRAWN_FILE), sorted(drawn | set(names)))
+
+
+def drawn_here(out):
+    """The names DRAWN_FILE lists in `out` (none if it is missing or damaged)."""
+    try:
+        with open(os.path.join(out, DRAWN_FILE), encoding="utf-8") as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return set()
+    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
 
 
 def transition_indices(indices, test_labels, labelled):
