@@ -94,8 +94,12 @@ def test_a_diverged_model_is_never_saved_nor_called_good(tmp_path, mnist_dir, ca
                         capsys)
     assert "diverged" in message and "no checkpoint was written" in message
     assert rundir.checkpoint_steps(os.path.join(run_dir, "checkpoints")) == []
-    # Nothing of the failed start is left, so the corrected command is not refused.
-    assert os.listdir(run_dir) == []
+    # Nothing of the failed start is left, so the corrected command, as the message says it
+    # (no --overwrite), runs.
+    assert os.listdir(run_dir) == [] and "--overwrite" not in message
+    corrected = [*DIVERGING[:-4], "--learning-rate", "1e-3", "--batch-size", "64"]
+    train.main(["--data-dir", mnist_dir, "--out", run_dir, *corrected])
+    assert len(rundir.read_metrics(run_dir)) == 2
 
 
 def test_generate_refuses_non_finite_weights(two_runs, tmp_path, capsys):

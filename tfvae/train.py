@@ -71,10 +71,13 @@ def save_checkpoint(manager, step, chief):
                          "command to resume") from None
 
 
-def kept_checkpoint(checkpoint_step):
-    """What a diverged run keeps, for its one-line message."""
-    return (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step
-            else "no checkpoint was written")
+def after_divergence(checkpoint_step):
+    """What a diverged run keeps and what to do, for its one-line message. Without a
+    checkpoint, the run's directory is undone (rundir.undone_on_failure): no --overwrite."""
+    if checkpoint_step:
+        return (f"the last good checkpoint (step {checkpoint_step}) is kept: lower "
+                "--learning-rate and rerun with --overwrite")
+    return "no checkpoint was written: lower --learning-rate and rerun"
 
 
 def check_finite(rows, first_step, checkpoint_step):
@@ -83,30 +86,26 @@ def check_finite(rows, first_step, checkpoint_step):
     if bad.size:
         values = dict(zip(steps.METRIC_NAMES, rows[bad[0]]))
         term = next((n for n in ("reconstruction", "kl") if not np.isfinite(values[n])), "elbo")
-        kept = kept_checkpoint(checkpoint_step)
         raise TfvaeError(
             f"training diverged at step {first_step + int(bad[0]) + 1}: the {term} term became "
-            f"{values[term]}; {kept}: lower --learning-rate and rerun with --overwrite")
+            f"{values[term]}; {after_divergence(checkpoint_step)}")
 
 
 def check_finite_weights(model, step, checkpoint_step):
     """Stops the run before a checkpoint, picture or metric is made from non-finite weights."""
     if all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables):
         return
-    kept = kept_checkpoint(checkpoint_step)
-    raise TfvaeError(f"training diverged by step {step}: the weights became non-finite; {kept}"
-                     ": lower --learning-rate and rerun with --overwrite")
+    raise TfvaeError(f"training diverged by step {step}: the weights became non-finite; "
+                     f"{after_divergence(checkpoint_step)}")
 
 
 def check_finite_test(test, epoch, state, checkpoint_step):
     """Stops the run when finite but huge weights give a non-finite test ELBO."""
     bad = [name for name in steps.METRIC_NAMES if not np.isfinite(test[name])]
     if bad:
-        kept = kept_checkpoint(checkpoint_step)
         raise TfvaeError(f"training diverged in epoch {epoch} (step "
                          f"{int(state.global_step.numpy())}): the test {bad[0]} became "
-                         f"{test[bad[0]]}; {kept}: lower --learning-rate and rerun with "
-                         "--overwrite")
+                         f"{test[bad[0]]}; {after_divergence(checkpoint_step)}")
 
 
 State = collections.namedtuple("State", "model optimizer global_step manager")
