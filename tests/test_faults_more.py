@@ -241,3 +241,6 @@ def test_a_streamed_folder_that_loses_its_files_during_training_is_one_line(
                                      "8", "--epochs", "1", "--out", str(tmp_path / "run")],
                         capsys)
     assert "a training image could not be read" in message
+    # It names the file and what happened, not where in TensorFlow's graph it happened.
+    assert str(folder) in message and "No such file or directory" in message, message
+    assert "Graph execution" not in message

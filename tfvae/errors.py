@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import signal
 import sys
 
@@ -14,10 +15,21 @@ class DataError(TfvaeError):
     """Missing, corrupt or mismatched data, with what to do about it."""
 
 
+# Lines of a TensorFlow error raised in a compiled function that say where, not what.
+GRAPH_CONTEXT = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+
+
 def first_line(error):
-    """The first line of an exception's message (library errors can run to pages), or its type."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """The first line of an exception's message that says what went wrong (library errors
+    can run to pages; TensorFlow's from a compiled function start by saying where), or its
+    type."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    said = [line for line in lines if line and not line.startswith(GRAPH_CONTEXT)]
+    if not said:
+        return type(error).__name__
+    # tf.data names the pipeline first: "Error in user-defined function passed to MapDataset:1
+    # transformation with iterator: Iterator::Root::...::ParallelMapV2: /x.png; No such file".
+    return re.sub(r"^Error in user-defined function .*? with iterator: \S+: ", "", said[0])
 
 
 RESUME_HINT = "interrupted: rerun the same command to resume from the last checkpoint"
