@@ -161,7 +161,8 @@ def test_checkpoint_of_another_model_is_one_line_and_exit_2(tiny_run, tmp_path, 
     import shutil
 
     rundir.prepare(str(tmp_path), Config(model="mlp", latent_dim=8, hidden_units=(64,)))
-    shutil.copytree(os.path.join(tiny_run, "checkpoints"), tmp_path / "checkpoints")
+    shutil.copytree(os.path.join(tiny_run, "checkpoints"), tmp_path / "checkpoints",
+                    dirs_exist_ok=True)  # prepare made the (empty) folder
     err = cli_error(evaluate.main, [str(tmp_path), "--k", "5"], capsys).strip().splitlines()
     assert len(err) == 1 and "does not fit this model" in err[0]
 
