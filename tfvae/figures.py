@@ -35,17 +35,22 @@ def images_per_call(model):
     return max(1, PIXELS_PER_CALL // (height * width))
 
 
+def in_calls(model, function, x, labels=None, size=None):
+    """`function(x_slice, labels_slice)` over slices of x and labels (or None) of `size` images
+    (default: `images_per_call`), its results concatenated as one numpy array."""
+    size = size or images_per_call(model)
+    pieces = []
+    for start in range(0, len(x), size):
+        part = None if labels is None else labels[start:start + size]
+        pieces.append(np.asarray(function(x[start:start + size], part)))
+    return np.concatenate(pieces)
+
+
 def decode_images(model, z, labels=None, batch_size=None):
     """Images [N, H, W, C] in [0, 1] decoded from z [N, latent_dim], `batch_size` at a time
     (default: `images_per_call`)."""
-    z = np.asarray(z, np.float32)
-    batch_size = batch_size or images_per_call(model)
-    pieces = []
-    for start in range(0, len(z), batch_size):
-        batch_labels = None if labels is None else labels[start:start + batch_size]
-        pieces.append(model.decode(z[start:start + batch_size], batch_labels,
-                                   apply_sigmoid=True).numpy())
-    return np.concatenate(pieces)
+    return in_calls(model, lambda z, labels: model.decode(z, labels, apply_sigmoid=True),
+                    np.asarray(z, np.float32), labels, batch_size)
 
 
 def progress_latents(model, seed):
@@ -124,13 +129,8 @@ def manifold_images(model, grid=GRID, label=0):
 def encode_means(model, x, labels=None):
     """Where images x [N, H, W, C] sit in z, [N, latent_dim] (`VAE.posterior_location`: the
     posterior means of a one-layer Gaussian model), in batches."""
-    means = []
-    batch_size = images_per_call(model)
-    for start in range(0, len(x), batch_size):
-        batch_labels = labels[start:start + batch_size] if model.conditional else None
-        mean, logvar = model.encode(x[start:start + batch_size], batch_labels)
-        means.append(model.posterior_location(mean, logvar).numpy())
-    return np.concatenate(means)
+    return in_calls(model, lambda x, labels: model.posterior_location(*model.encode(x, labels)),
+                    x, labels if model.conditional else None)
 
 
 def class_exemplars(labels, classes=None):
@@ -249,13 +249,8 @@ def save_manifold(model, path, grid=GRID, label=0, class_names=CLASS_NAMES["mnis
 
 def reconstruct(model, x, labels=None):
     """Reconstruction probabilities of images x [N, H, W, C], decoded from the posterior mean."""
-    batch_size = images_per_call(model)
-    pieces = []
-    for start in range(0, len(x), batch_size):
-        batch_labels = labels[start:start + batch_size] if model.conditional else None
-        logits, _, _ = model(x[start:start + batch_size], batch_labels)
-        pieces.append(model.likelihood.mean(logits).numpy())
-    return np.concatenate(pieces)
+    return in_calls(model, lambda x, labels: model.likelihood.mean(model(x, labels)[0]),
+                    x, labels if model.conditional else None)
 
 
 def write_reconstructions(model, path, x, labels):
